@@ -1,0 +1,1 @@
+"""The external and custom metrics API server (``prescale adapter``)."""

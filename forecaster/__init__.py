@@ -1,0 +1,1 @@
+"""Demand forecasting, the scaling decider, backtests and the PredictiveAutoscaler controller."""

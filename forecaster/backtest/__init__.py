@@ -1,0 +1,1 @@
+"""prescale: backtest."""

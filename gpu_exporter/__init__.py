@@ -1,0 +1,1 @@
+"""GPU and inference-traffic metrics per node, attributed to pods (``prescale exporter``)."""

@@ -1,0 +1,1 @@
+"""The prescale command line and the local demo that composes every part."""

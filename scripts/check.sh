@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Every check CI runs, in order: ruff, mypy --strict, import-linter contracts, then pytest
+# (warnings are errors, per-test timeout). Extra arguments go to pytest.
+#   scripts/check.sh                 everything
+#   scripts/check.sh --lint-only     static checks only
+#   scripts/check.sh tests/adapter   static checks, then only those tests
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+cd "$root"
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+V="$root/.venv/bin"
+[ -x "$V/python" ] || { info "no virtual environment: run scripts/setup.sh first"; exit 1; }
+
+lint_only=0
+if [ "${1:-}" = "--lint-only" ]; then lint_only=1; shift; fi
+
+t0=$SECONDS
+info "ruff";          "$V/ruff" check .
+info "mypy --strict"; "$V/mypy"
+info "import contracts"; "$V/lint-imports" --no-cache
+[ "$lint_only" = 1 ] && { info "static checks passed in $((SECONDS - t0))s"; exit 0; }
+info "pytest"
+"$V/pytest" "$@"
+info "all checks passed in $((SECONDS - t0))s"

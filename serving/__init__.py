@@ -1,0 +1,1 @@
+"""The bundled model server (``prescale serve``)."""
