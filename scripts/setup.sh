@@ -42,7 +42,7 @@ venv_python() {
     echo "Python $(python3 -V) is too old: prescale needs 3.11 or newer"; return 1; }
   [ -x "$root/.venv/bin/python" ] || python3 -m venv "$root/.venv"
   "$root/.venv/bin/python" -m pip install -q --upgrade pip
-  "$root/.venv/bin/python" -m pip install -q -c "$root/constraints.txt" -e "$root[test,sklearn]"
+  "$root/.venv/bin/python" -m pip install -q -c "$root/constraints.txt" -e "$root[test]"
 }
 stamp="$root/.venv/.installed-$(cat "$root/pyproject.toml" "$root/constraints.txt" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
