@@ -25,25 +25,23 @@ from prescale.stack import netns
 from prescale.stack import prometheus as prom
 from prescale.stack.errors import StackError
 
-NETNS: netns.Netns | None = None
-NETNS_ERROR: str | None = None
-
+_NETNS_KEY = pytest.StashKey[netns.Netns | str]()
 
 def pytest_configure(config: pytest.Config) -> None:
-    global NETNS, NETNS_ERROR
     if os.environ.get("PRESCALE_TEST_NETNS", "1") == "0":
-        NETNS_ERROR = "PRESCALE_TEST_NETNS=0: tests run in the host network namespace"
+        config.stash[_NETNS_KEY] = "PRESCALE_TEST_NETNS=0: tests run in the host network namespace"
         return
     try:
-        NETNS = netns.enter_private()
+        config.stash[_NETNS_KEY] = netns.enter_private()
     except StackError as e:
-        NETNS_ERROR = str(e)
+        config.stash[_NETNS_KEY] = str(e)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    if NETNS is not None:
-        return f"network: private namespace (inode {NETNS.inode}), private address {NETNS.address}"
-    return f"network: host namespace ({NETNS_ERROR})"
+    ns = config.stash[_NETNS_KEY]
+    if isinstance(ns, netns.Netns):
+        return f"network: private namespace (inode {ns.inode}), private address {ns.address}"
+    return f"network: host namespace ({ns})"
 
 
 @pytest.fixture(autouse=True)
@@ -59,10 +57,11 @@ def _no_leaked_tasks() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def private_address() -> str:
-    if NETNS is None:
-        pytest.fail(f"the private network namespace is not available: {NETNS_ERROR}")
-    return NETNS.address
+def private_address(pytestconfig: pytest.Config) -> str:
+    ns = pytestconfig.stash[_NETNS_KEY]
+    if not isinstance(ns, netns.Netns):
+        pytest.fail(f"the private network namespace is not available: {ns}")
+    return ns.address
 
 
 @pytest.fixture(scope="session")
