@@ -15,7 +15,7 @@ import math
 import uuid as uuidlib
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -181,12 +181,13 @@ class SimulatedBackend:
 
     name = "simulated"
 
-    def __init__(self, profile: GpuProfile, count: int = 8, load: LoadFn | None = None,
+    def __init__(self, profile: GpuProfile, count: int = 8, load: LoadFn | None = None, *,
                  node: str = "node", mig_profile: str | None = None,
                  unsupported: frozenset[str] = frozenset()) -> None:
         if mig_profile is not None and mig_profile not in profile.mig_profiles:
             allowed = ", ".join(sorted(profile.mig_profiles)) or "none"
-            raise ValueError(f"mig_profile {mig_profile!r} not available on {profile.model}; allowed: {allowed}")
+            raise ValueError(f"mig_profile {mig_profile!r} not available on {profile.model}; "
+                             f"allowed: {allowed}")
         self.profile = profile
         self.load: LoadFn = load or sine_load()
         self.unsupported = unsupported
@@ -303,9 +304,4 @@ def simulated_from_spec(spec: str, node: str, load: LoadFn | None = None) -> Sim
         key, _, mig = opts.partition("=")
         if key != "mig" or not mig:
             raise ValueError(f"bad simulated option {opts!r}; allowed: mig=PROFILE")
-    return SimulatedBackend(PROFILES[name], int(count or 8), load, node, mig)
-
-
-def with_values(reading: DeviceReading, **values: float) -> DeviceReading:
-    """A copy of ``reading`` with some values replaced (tests and traces)."""
-    return replace(reading, values={**reading.values, **values})
+    return SimulatedBackend(PROFILES[name], int(count or 8), load, node=node, mig_profile=mig)

@@ -80,14 +80,14 @@ class Snapshot:
     seq: int
     node: str
     backend: str
-    reading: BackendReading = BackendReading(())
+    reading: BackendReading = field(default_factory=lambda: BackendReading(()))
     known: Mapping[str, Device] = field(default_factory=dict)
     """Every device seen since start (uuid -> identity): those not in ``reading`` show gpu_up 0."""
     backend_up: bool = False
     attribution: Attribution = EMPTY
     kubelet_up: bool | None = None
     """None when attribution is disabled."""
-    traffic: TrafficResult = TrafficResult()
+    traffic: TrafficResult = field(default_factory=TrafficResult)
     field_errors_total: Mapping[tuple[str, str], int] = field(default_factory=dict)
     collection_duration_s: float = 0.0
     last_success_s: float = 0.0
@@ -98,7 +98,7 @@ class Snapshot:
 class Collection:
     """Owns the refreshers and the latest snapshot."""
 
-    def __init__(self, backend: Backend, node: str, clock: Clock | None = None,
+    def __init__(self, backend: Backend, node: str, *, clock: Clock | None = None,
                  pods: PodResourcesClient | None = None, targets: TargetSource | None = None,
                  intervals: Intervals = Intervals()) -> None:
         self.backend = backend
@@ -112,12 +112,17 @@ class Collection:
         self._inflight: dict[str, Future[object]] = {}
         self._errors: dict[tuple[str, str], int] = {}
         self._attribution_at = 0.0
+        self.listeners: list[Callable[[Snapshot], None]] = []
+        """Called with each new snapshot, on the loop (the server pre-renders the exposition here)."""
 
     def _publish(self, **changes: object) -> Snapshot:
         self.latest = replace(self.latest, seq=self.latest.seq + 1, **changes)  # type: ignore[arg-type]
+        for listener in self.listeners:
+            listener(self.latest)
         return self.latest
 
-    async def _in_thread(self, pool: ThreadPoolExecutor, key: str, fn: Callable[[], T], timeout_s: float) -> T:
+    async def _in_thread(self, pool: ThreadPoolExecutor, key: str, fn: Callable[[], T],
+                         timeout_s: float) -> T:
         """Run ``fn`` on ``pool``; never queue a second call behind a stuck one."""
         running = self._inflight.get(key)
         if running is not None and not running.done():
@@ -142,7 +147,8 @@ class Collection:
         known = dict(self.latest.known)
         known.update((r.device.uuid, r.device) for r in reading.devices)
         known.update((d.uuid, d) for d in reading.lost)
-        return self._publish(reading=reading, known=known, backend_up=True, field_errors_total=dict(self._errors),
+        return self._publish(reading=reading, known=known, backend_up=True,
+                             field_errors_total=dict(self._errors),
                              collection_duration_s=time.perf_counter() - started, last_success_s=now)
 
     async def refresh_pods(self) -> Snapshot:
@@ -175,7 +181,10 @@ class Collection:
                      stop: asyncio.Event) -> None:
         next_at = self.clock.now()
         while not stop.is_set():
-            await step()
+            try:
+                await step()
+            except Exception:  # a bug in one refresher must not stop the others; it is logged
+                log.exception("collection step failed")
             next_at += interval_s
             delay = next_at - self.clock.now()
             if delay < 0:  # fell behind: skip missed rounds rather than bursting
@@ -184,10 +193,19 @@ class Collection:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run the refreshers until ``stop`` is set."""
-        async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as tg:
-            tg.create_task(self._every(self.intervals.gpu_s, self.refresh_gpu, stop))
-            tg.create_task(self._every(self.intervals.pods_s, self.refresh_pods, stop))
-            tg.create_task(self._every(self.intervals.traffic_s, lambda: self.refresh_traffic(session), stop))
+        async with aiohttp.ClientSession() as session:
+            tasks = [asyncio.create_task(self._every(self.intervals.gpu_s, self.refresh_gpu, stop))]
+            if self.pods is not None:
+                tasks.append(asyncio.create_task(self._every(self.intervals.pods_s, self.refresh_pods, stop)))
+            if self.targets is not None:
+                tasks.append(asyncio.create_task(self._every(
+                    self.intervals.traffic_s, lambda: self.refresh_traffic(session), stop)))
+            try:
+                await stop.wait()
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     def close(self) -> None:
         self._gpu_thread.shutdown(wait=False, cancel_futures=True)

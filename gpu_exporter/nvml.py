@@ -45,7 +45,8 @@ def load_pynvml() -> ModuleType:
     """Import the real bindings (kept here so only this module imports ``pynvml``)."""
     import pynvml  # noqa: PLC0415 (lazy: the import is the seam the tests replace)
 
-    return pynvml
+    module: ModuleType = pynvml
+    return module
 
 
 def reason_of(err: BaseException) -> str:
@@ -141,11 +142,15 @@ class NvmlBackend:
         lost: list[Device] = []
         errors: list[FieldError] = []
         for i in range(lib.nvmlDeviceGetCount()):
-            handle = lib.nvmlDeviceGetHandleByIndex(i)
             try:
+                handle = lib.nvmlDeviceGetHandleByIndex(i)
                 gpu = self._identity(i, handle)
-            except lib.NVMLError_GpuIsLost:
-                lost.append(Device(i, f"lost-{i}", "unknown"))
+            except lib.NVMLError as e:
+                if reason_of(e) in LIFECYCLE_ERRORS:
+                    raise
+                # GpuIsLost, NoPermission, ...: this GPU is unreadable, the others are not
+                errors.append(FieldError("device", reason_of(e)))
+                lost.append(Device(i, f"unreadable-{i}", "unknown"))
                 continue
             try:
                 readings.append(self._read_gpu(gpu, handle, now, errors))
@@ -266,7 +271,8 @@ class NvmlBackend:
             elif sane(name, value := _field_value(v) * scale):
                 out[name] = value
 
-    def _gpm(self, d: Device, h: Any, gi: int | None, errors: list[FieldError], out: dict[str, float]) -> None:
+    def _gpm(self, d: Device, h: Any, gi: int | None, errors: list[FieldError],
+             out: dict[str, float]) -> None:
         """Take a GPM sample; with the previous one, compute the activity ratios."""
         lib = self._lib
         if (d.uuid, "gpm") in self._unsupported:
@@ -316,10 +322,17 @@ class NvmlBackend:
                 m = lib.nvmlDeviceGetMigDeviceHandleByIndex(h, slot)
             except lib.NVMLError:
                 continue  # empty slot (NotFound / InvalidArgument)
-            gi = int(lib.nvmlDeviceGetGpuInstanceId(m))
-            name = _text(lib.nvmlDeviceGetName(m))
+            try:
+                gi = int(lib.nvmlDeviceGetGpuInstanceId(m))
+                name = _text(lib.nvmlDeviceGetName(m))
+                mig_uuid = _text(lib.nvmlDeviceGetUUID(m))
+            except lib.NVMLError as e:
+                if reason_of(e) in LIFECYCLE_ERRORS:
+                    raise
+                errors.append(FieldError("mig_device", reason_of(e)))
+                continue
             match = MIG_NAME.search(name)
-            d = Device(gpu.index, _text(lib.nvmlDeviceGetUUID(m)), gpu.model, gpu.pci_bus_id,
+            d = Device(gpu.index, mig_uuid, gpu.model, gpu.pci_bus_id,
                        match.group(1) if match else "unknown", str(gi), gpu.uuid)
             out: dict[str, float] = {}
             self._memory(d, m, errors, out)

@@ -119,7 +119,8 @@ class PodResourcesClient:
         identity = (st.st_dev, st.st_ino)
         if self._channel is None or identity != self._identity:
             if self._channel is not None:
-                log.info("kubelet socket replaced, reconnecting", extra={"fields": {"socket": str(self.socket_path)}})
+                log.info("kubelet socket replaced, reconnecting",
+                         extra={"fields": {"socket": str(self.socket_path)}})
             self.close()
             self._channel = grpc.insecure_channel(
                 f"unix://{self.socket_path}",

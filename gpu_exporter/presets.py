@@ -131,7 +131,8 @@ def normalize(text: str, preset: Preset) -> tuple[TrafficSample, ...]:
                 if out is not None:
                     key = (rule.target, out[0], out[1])
                     acc[key] = acc.get(key, 0.0) + out[2]
-    return tuple(TrafficSample(fam, name, labels, value) for (fam, name, labels), value in sorted(acc.items()))
+    return tuple(TrafficSample(fam, name, labels, value)
+                 for (fam, name, labels), value in sorted(acc.items()))
 
 
 _SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created")
@@ -144,16 +145,15 @@ def _split(name: str) -> tuple[str, str]:
     return name, ""
 
 
-def _apply(rule: Rule, suffix: str, labels: Mapping[str, str], value: float) -> tuple[str, Labels, float] | None:
+def _apply(rule: Rule, suffix: str, labels: Mapping[str, str],
+           value: float) -> tuple[str, Labels, float] | None:
     """(sample name, labels, value) for one source sample, or None when the rule skips it."""
     if suffix == "_created" or math.isnan(value):
         return None
     out: dict[str, str] = {"model": labels.get(rule.model_label, "") if rule.model_label else ""}
     if rule.target == "inference_requests_total":
         out["code"] = labels.get(rule.code_label, "") if rule.code_label else rule.code
-    if rule.kind in ("counter", "gauge"):
-        name = rule.target
-    elif rule.kind == "count_of" and suffix == "_count":
+    if rule.kind in ("counter", "gauge") or (rule.kind == "count_of" and suffix == "_count"):
         name = rule.target
     elif rule.kind == "sum_of" and suffix == "_sum":
         name, value = rule.target, value * rule.scale

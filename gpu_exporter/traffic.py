@@ -117,7 +117,7 @@ class KubeletPods:
         headers = {}
         if self.token_path is not None:
             headers["Authorization"] = "Bearer " + self.token_path.read_text().strip()
-        async with session.get(self.url, headers=headers, ssl=None if self.verify_tls else False,
+        async with session.get(self.url, headers=headers, ssl=self.verify_tls,
                                timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
             resp.raise_for_status()
             return targets_from_pods(await resp.json())
@@ -148,8 +148,9 @@ async def scrape_all(session: aiohttp.ClientSession, targets: Sequence[Target],
         if isinstance(result, BaseException):
             if not isinstance(result, Exception):
                 raise result
-            log.info("traffic scrape failed", extra={"fields": {
-                "pod": f"{target.namespace}/{target.pod}", "error": f"{type(result).__name__}: {result}"[:200]}})
+            error = f"{type(result).__name__}: {result}"[:200]
+            log.info("traffic scrape failed",
+                     extra={"fields": {"pod": f"{target.namespace}/{target.pod}", "error": error}})
             up.append((target, False))
         else:
             samples.extend(result)
