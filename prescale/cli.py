@@ -30,7 +30,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "forecaster": Subcommand("forecaster.controller.cli", "PredictiveAutoscaler controller"),
     "backtest": Subcommand("forecaster.backtest.cli", "replay a trace through HPA, KPA, oracle and prescale"),
     "serve": Subcommand("serving.cli", "the bundled model server"),
-    "demo": Subcommand("prescale.demo", "run the whole stack locally and compare with the HPA"),
+    "demo": Subcommand("prescale.demo.cli", "run the whole stack locally and compare with the HPA"),
     "stack": Subcommand("prescale.stack.cli", "start/stop the local test stack (control plane, Prometheus)"),
 }
 

@@ -1,0 +1,81 @@
+"""``prescale demo --no-cluster``: the same comparison through the in-process replay model.
+
+It replays one day of a trace (after some days of history the forecaster learns from)
+through the HPA, prescale's predictive policy and the perfect-foresight oracle, scores all
+three over that day, and writes the report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from forecaster.backtest.engine import BacktestParams, BacktestResult, run_backtest
+from forecaster.backtest.trace import Trace
+from prescale.demo import report
+
+DAY_S = 86400.0
+
+
+class DemoError(Exception):
+    """Options the demo cannot run with; one line for the user."""
+
+
+@dataclass(frozen=True)
+class DemoWindow:
+    """The part of the trace the demo replays: history, then the scored day."""
+
+    trace: Trace
+    """The sliced trace (history + scored day), time starting at 0."""
+    score_from_s: float
+    """Start of the scored day within ``trace``."""
+    day_s: float
+    """Length of the scored part (a day, or less when the trace is shorter)."""
+
+
+def cut_window(trace: Trace, day: int, history_days: float) -> DemoWindow:
+    """History of ``history_days`` before day ``day`` (0-based, counted from the trace start)."""
+    if day < 0 or history_days < 0 or not math.isfinite(history_days):
+        raise DemoError(f"--day must be >= 0 and --history-days >= 0 (got {day}, {history_days:g})")
+    t = trace.timestamps_s - trace.timestamps_s[0]
+    start = day * DAY_S
+    begin = start - history_days * DAY_S
+    end = min(start + DAY_S, trace.span_s)
+    if begin < 0 or end - start < 2 * trace.bucket_s:
+        days = trace.span_s / DAY_S
+        raise DemoError(f"{trace.name}: spans {days:.1f} days; day {day} with {history_days:g} days of "
+                        f"history does not fit (need day >= history days and day < {math.floor(days)})")
+    keep = (t >= begin) & (t < end)
+    sliced = replace(trace, timestamps_s=t[keep] - begin, requests=trace.requests[keep])
+    return DemoWindow(trace=sliced, score_from_s=start - begin, day_s=end - start)
+
+
+def run(window: DemoWindow, peak_replicas: int, pod_lead_s: float,
+        progress: Callable[[str, float], None] | None = None) -> BacktestResult:
+    params = BacktestParams(peak_replicas=peak_replicas, pod_lead_s=pod_lead_s,
+                            score_from_s=window.score_from_s, policies=("oracle", "hpa", "predictive"))
+    return run_backtest(window.trace, params, progress)
+
+
+def rows_of(result: BacktestResult) -> list[report.Row]:
+    return [report.Row(name, s.under_provisioned_share, s.gpu_hours, s.violation_minutes, s.scale_actions)
+            for name, s in result.scores.items()]
+
+
+def write_report(path: Path, window: DemoWindow, result: BacktestResult, title: str) -> None:
+    step = float(result.parameters["step_s"])
+    first = int(window.score_from_s // step)
+    hours = (np.arange(result.lam.shape[0] - first) * step / 3600.0).tolist()
+    demand = report.Curve("demand (req/s)", hours, result.lam[first:].tolist())
+    curves = [report.Curve(f"{run.name}: ready capacity", hours,
+                           (run.ready[first:] * result.capacity).tolist()) for run in result.runs]
+    plot = report.capacity_plot(demand, curves, f"{window.trace.name}: the scored day")
+    notes = [f"Forecast band coverage: {result.extra['predictive_coverage']['measured']:.1%} "
+             f"(nominal {result.extra['predictive_coverage']['nominal']:.1%})"
+             ] if "predictive_coverage" in result.extra else []
+    report.write_html(path, title, rows_of(result), plots={"Demand and ready capacity": plot},
+                      params=result.parameters, notes=notes)

@@ -1,0 +1,93 @@
+"""The demo's report: one self-contained HTML page with the comparison table and plots."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # the backend is chosen first
+from matplotlib.figure import Figure
+
+
+@dataclass(frozen=True)
+class Row:
+    """One policy's figures in the comparison table."""
+
+    policy: str
+    under_provisioned_share: float
+    gpu_hours: float
+    violation_minutes: float
+    scale_actions: int
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A line on the capacity plot: replicas ready x capacity over trace time (hours)."""
+
+    label: str
+    hours: Sequence[float]
+    values: Sequence[float]
+
+
+def table_text(rows: Sequence[Row], baseline: str = "hpa") -> str:
+    """The comparison as a plain-text table, with ratios against ``baseline``."""
+    base = next((r for r in rows if r.policy == baseline), None)
+    out = [f"{'policy':<12} {'under-prov.':>11} {'GPU-hours':>10} {'vs ' + baseline:>10} "
+           f"{'viol. min':>9} {'actions':>7}"]
+    for r in rows:
+        ratio = f"{r.gpu_hours / base.gpu_hours:.2f}x" if base and base.gpu_hours > 0 else "-"
+        out.append(f"{r.policy:<12} {r.under_provisioned_share:>10.2%} {r.gpu_hours:>10.1f} {ratio:>10} "
+                   f"{r.violation_minutes:>9.1f} {r.scale_actions:>7d}")
+    return "\n".join(out)
+
+
+def _png(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def capacity_plot(demand: Curve, curves: Sequence[Curve], title: str) -> str:
+    """Demand against ready capacity per policy; returns a base64 PNG."""
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    ax.fill_between(demand.hours, demand.values, color="#bbbbbb", label=demand.label, step="post")
+    for c in curves:
+        ax.step(c.hours, c.values, where="post", label=c.label, linewidth=1.3)
+    ax.set_xlabel("trace time (hours)")
+    ax.set_ylabel("requests / s")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def write_html(path: Path, title: str, rows: Sequence[Row], *, plots: Mapping[str, str],
+               params: Mapping[str, object], notes: Sequence[str] = ()) -> None:
+    """Write the report; ``plots`` maps a caption to a base64 PNG."""
+    esc = html.escape
+    param_rows = "".join(f"<tr><td>{esc(str(k))}</td><td>{esc(str(v))}</td></tr>" for k, v in params.items())
+    figures = "".join(f'<figure><img src="data:image/png;base64,{b64}" alt="{esc(cap)}">'
+                      f"<figcaption>{esc(cap)}</figcaption></figure>" for cap, b64 in plots.items())
+    note_items = "".join(f"<li>{esc(n)}</li>" for n in notes)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}
+pre{{background:#f6f6f6;padding:1em}}img{{max-width:100%}}</style></head>
+<body><h1>{esc(title)}</h1>
+<h2>Comparison</h2><pre>{esc(table_text(rows))}</pre>
+<ul>{note_items}</ul>
+{figures}
+<h2>Parameters</h2><table>{param_rows}</table>
+</body></html>
+"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page)

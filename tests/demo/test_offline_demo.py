@@ -1,0 +1,67 @@
+"""The in-process demo: window cutting, a short run end to end through the CLI, bad options."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from forecaster.backtest.trace import parse_rows
+from prescale.demo import cli, offline
+
+
+def synthetic_trace(path: Path, days: int, bucket_s: int = 300) -> Path:
+    """Daily-seasonal demand with noise, ``days`` long."""
+    rng = np.random.default_rng(7)
+    lines = ["timestamp_s,requests"]
+    for i in range(days * 86400 // bucket_s):
+        t = i * bucket_s
+        rate = 20 + 15 * math.sin(2 * math.pi * t / 86400)
+        lines.append(f"{t},{max(0, rng.poisson(rate * bucket_s))}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_cut_window_keeps_history_then_the_day(tmp_path: Path) -> None:
+    trace = parse_rows(synthetic_trace(tmp_path / "t.csv", 4).read_text().splitlines())
+    w = offline.cut_window(trace, day=3, history_days=2)
+    assert w.score_from_s == 2 * 86400
+    assert w.day_s == 86400
+    assert w.trace.timestamps_s[0] == 0
+    assert w.trace.span_s == pytest.approx(3 * 86400)
+
+
+@pytest.mark.parametrize(("day", "history"), [(1, 2.0), (4, 1.0), (-1, 0.0)])
+def test_cut_window_rejects_what_does_not_fit(tmp_path: Path, day: int, history: float) -> None:
+    trace = parse_rows(synthetic_trace(tmp_path / "t.csv", 4).read_text().splitlines())
+    with pytest.raises(offline.DemoError):
+        offline.cut_window(trace, day=day, history_days=history)
+
+
+def test_no_cluster_demo_prints_the_comparison_and_writes_a_report(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = synthetic_trace(tmp_path / "t.csv", 4)
+    out = tmp_path / "out"
+    rc = cli.main(["--no-cluster", "--trace", str(trace), "--day", "3", "--history-days", "2",
+                   "--peak-replicas", "10", "--out", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    lines = {line.split()[0]: line.split() for line in text.splitlines() if line.strip()}
+    assert {"oracle", "hpa", "predictive"} <= lines.keys()
+    # The oracle never under-provisions and is the cheapest that does not.
+    assert lines["oracle"][1] == "0.00%"
+    page = (out / "report.html").read_text()
+    assert "data:image/png;base64," in page
+    assert "predictive" in page
+
+
+def test_bad_trace_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp_s,requests\n0,1\n60,-3\n")
+    assert cli.main(["--no-cluster", "--trace", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "row 3" in err[0]
+    assert "negative" in err[0]
