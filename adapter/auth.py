@@ -142,7 +142,7 @@ def _extra(headers: MultiMapping[str], prefixes: Sequence[str]) -> tuple[tuple[s
     for name in set(headers.keys()):
         for prefix in prefixes:
             if name.lower().startswith(prefix.lower()):
-                key = urllib.parse.unquote(name[len(prefix):]).lower()
+                key = urllib.parse.unquote(name[len(prefix) :]).lower()
                 found.setdefault(key, []).extend(_getall(headers, name))
     return tuple(sorted((k, tuple(v)) for k, v in found.items()))
 

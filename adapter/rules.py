@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -61,13 +60,24 @@ class Rule:
 
 
 _CHOICES: Final[dict[str, tuple[str, ...]]] = {
-    "api": ("external", "custom"), "source": ("prometheus", "scrape"),
-    "on_empty": ("empty", "zero"), "aggregate": ("sum", "max", "avg", "none"),
+    "api": ("external", "custom"),
+    "source": ("prometheus", "scrape"),
+    "on_empty": ("empty", "zero"),
+    "aggregate": ("sum", "max", "avg", "none"),
 }
 _TYPES: Final[dict[str, type | tuple[type, ...]]] = {
-    "name": str, "query": str, "api": str, "source": str, "namespaced": bool, "resource": str,
-    "object_label": str, "freshness_s": (int, float), "cache_s": (int, float), "on_empty": str,
-    "rate_window_s": (int, float), "aggregate": str,
+    "name": str,
+    "query": str,
+    "api": str,
+    "source": str,
+    "namespaced": bool,
+    "resource": str,
+    "object_label": str,
+    "freshness_s": (int, float),
+    "cache_s": (int, float),
+    "on_empty": str,
+    "rate_window_s": (int, float),
+    "aggregate": str,
 }
 
 
@@ -83,12 +93,12 @@ def _rule_from_mapping(raw: Any, where: str) -> Rule:
             raise RuleError(f"{where}: missing required key {key!r}")
     for key, value in raw.items():
         want = _TYPES[key]
-        if not isinstance(value, want) or (isinstance(value, bool) and want != bool):
+        if not isinstance(value, want) or (isinstance(value, bool) and want is not bool):
             raise RuleError(f"{where}: {key}={value!r} has the wrong type")
         if key in _CHOICES and value not in _CHOICES[key]:
             raise RuleError(f"{where}: {key}={value!r}; allowed: {', '.join(_CHOICES[key])}")
-    rule = Rule(**{k: (float(v) if isinstance(v, int) and not isinstance(v, bool)
-                       and _TYPES[k] == (int, float) else v) for k, v in raw.items()})
+    values: dict[str, Any] = {k: (float(v) if _TYPES[k] == (int, float) else v) for k, v in raw.items()}
+    rule = Rule(**values)
     _validate(rule, where)
     return rule
 
@@ -103,7 +113,8 @@ def _validate(rule: Rule, where: str) -> None:
     if not _LABEL_RE.match(rule.object_label):
         raise RuleError(f"{where}: object_label={rule.object_label!r} is not a label name")
     if rule.source == "prometheus" and "<<" in rule.query.replace("<<matchers>>", "").replace(
-            "<<group_by>>", ""):
+        "<<group_by>>", ""
+    ):
         raise RuleError(f"{where}: query has an unknown placeholder; allowed: <<matchers>>, <<group_by>>")
 
 
@@ -137,7 +148,7 @@ def load_preset(name: str) -> tuple[Rule, ...]:
     """One bundled preset (see ``PRESETS``)."""
     if name not in PRESETS:
         raise RuleError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")
-    text = resources.files("adapter").joinpath("presets", f"{name}.yaml").read_text()
+    text = (Path(__file__).parent / "presets" / f"{name}.yaml").read_text()
     return from_mapping(yaml.safe_load(text), f"preset {name}")
 
 

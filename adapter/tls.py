@@ -30,17 +30,26 @@ def self_signed(directory: Path, hosts: Sequence[str], *, days: int = 365) -> tu
         except ValueError:
             sans.append(x509.DNSName(h))
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     directory.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = directory / "tls.crt", directory / "tls.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     key_path.chmod(0o600)
     return cert_path, key_path
 
@@ -55,3 +64,31 @@ def server_context(cert_file: Path, key_file: Path, client_ca_pems: Sequence[byt
         ctx.verify_mode = ssl.CERT_OPTIONAL
         ctx.load_verify_locations(cadata=b"\n".join(pems).decode())
     return ctx
+
+
+class CertReloader:
+    """Re-reads the serving certificate when its files change (cert-manager, Secret rotation).
+
+    ``load_cert_chain`` on the live context applies to every handshake after it; connections
+    already open keep the old certificate until they close.
+    """
+
+    def __init__(self, ctx: ssl.SSLContext, cert_file: Path, key_file: Path) -> None:
+        self._ctx = ctx
+        self._files = (cert_file, key_file)
+        self._stamp = self._mtimes()
+
+    def _mtimes(self) -> tuple[int, ...]:
+        return tuple(f.stat().st_mtime_ns for f in self._files)
+
+    def reload_if_changed(self) -> bool:
+        """Load the files again if either changed; a half-written pair is retried next time."""
+        try:
+            stamp = self._mtimes()
+            if stamp == self._stamp:
+                return False
+            self._ctx.load_cert_chain(str(self._files[0]), str(self._files[1]))
+        except (OSError, ssl.SSLError):
+            return False
+        self._stamp = stamp
+        return True

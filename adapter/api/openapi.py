@@ -21,12 +21,20 @@ _MSEL: Final = {"name": "metricLabelSelector", "in": "query", "type": "string", 
 
 
 def _op(op_id: str, kind: str, params: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"get": {"operationId": op_id, "produces": ["application/json"], "schemes": ["https"],
-                    "parameters": params,
-                    "responses": {"200": {"description": "OK", "schema": {"$ref": f"#/definitions/{kind}"}},
-                                  "401": {"description": "Unauthorized", "schema": _STATUS},
-                                  "404": {"description": "NotFound", "schema": _STATUS},
-                                  "503": {"description": "ServiceUnavailable", "schema": _STATUS}}}}
+    return {
+        "get": {
+            "operationId": op_id,
+            "produces": ["application/json"],
+            "schemes": ["https"],
+            "parameters": params,
+            "responses": {
+                "200": {"description": "OK", "schema": {"$ref": f"#/definitions/{kind}"}},
+                "401": {"description": "Unauthorized", "schema": _STATUS},
+                "404": {"description": "NotFound", "schema": _STATUS},
+                "503": {"description": "ServiceUnavailable", "schema": _STATUS},
+            },
+        }
+    }
 
 
 def _path_param(name: str) -> dict[str, Any]:
@@ -38,33 +46,47 @@ def spec_v2() -> dict[str, Any]:
     ext_kind = "io.k8s.metrics.pkg.apis.external_metrics.v1beta1.ExternalMetricValueList"
     paths: dict[str, Any] = {
         f"/apis/{EXTERNAL_GROUP}/v1beta1/namespaces/{{namespace}}/{{metric}}": _op(
-            "readExternalMetricValue", ext_kind, [_path_param("namespace"), _path_param("metric"), _SEL]),
+            "readExternalMetricValue", ext_kind, [_path_param("namespace"), _path_param("metric"), _SEL]
+        ),
     }
     for v in CUSTOM_VERSIONS:
         kind = f"io.k8s.metrics.pkg.apis.custom_metrics.{v}.MetricValueList"
         base = f"/apis/{CUSTOM_GROUP}/{v}"
         paths[f"{base}/namespaces/{{namespace}}/{{resource}}/{{name}}/{{metric}}"] = _op(
-            f"readNamespacedCustomMetric{v}", kind,
-            [_path_param(p) for p in ("namespace", "resource", "name", "metric")] + [_SEL, _MSEL])
+            f"readNamespacedCustomMetric{v}",
+            kind,
+            [_path_param(p) for p in ("namespace", "resource", "name", "metric")] + [_SEL, _MSEL],
+        )
         paths[f"{base}/namespaces/{{namespace}}/metrics/{{metric}}"] = _op(
-            f"readNamespaceCustomMetric{v}", kind, [_path_param("namespace"), _path_param("metric"), _MSEL])
+            f"readNamespaceCustomMetric{v}", kind, [_path_param("namespace"), _path_param("metric"), _MSEL]
+        )
         paths[f"{base}/{{resource}}/{{name}}/{{metric}}"] = _op(
-            f"readClusterCustomMetric{v}", kind,
-            [_path_param(p) for p in ("resource", "name", "metric")] + [_SEL, _MSEL])
+            f"readClusterCustomMetric{v}",
+            kind,
+            [_path_param(p) for p in ("resource", "name", "metric")] + [_SEL, _MSEL],
+        )
     obj = {"type": "object"}
     definitions = {ext_kind: obj, "io.k8s.apimachinery.pkg.apis.meta.v1.Status": obj}
     for v in CUSTOM_VERSIONS:
         definitions[f"io.k8s.metrics.pkg.apis.custom_metrics.{v}.MetricValueList"] = obj
-    return {"swagger": "2.0", "info": {"title": "prescale-adapter", "version": "v0.1.0"},
-            "paths": paths, "definitions": definitions}
+    return {
+        "swagger": "2.0",
+        "info": {"title": "prescale-adapter", "version": "v0.1.0"},
+        "paths": paths,
+        "definitions": definitions,
+    }
 
 
 def _v3_for(prefix: str, v2: dict[str, Any]) -> dict[str, Any]:
     paths = {p: op for p, op in v2["paths"].items() if p.startswith(prefix + "/")}
     schemas = {k.replace("#/definitions/", ""): val for k, val in v2["definitions"].items()}
     text = json.dumps(paths).replace("#/definitions/", "#/components/schemas/")
-    return {"openapi": "3.0.0", "info": v2["info"], "paths": json.loads(text),
-            "components": {"schemas": schemas}}
+    return {
+        "openapi": "3.0.0",
+        "info": v2["info"],
+        "paths": json.loads(text),
+        "components": {"schemas": schemas},
+    }
 
 
 def add_routes(app: web.Application, respond: Callable[[Any], web.Response]) -> None:
@@ -72,9 +94,15 @@ def add_routes(app: web.Application, respond: Callable[[Any], web.Response]) -> 
     v2 = spec_v2()
     gvs = [f"apis/{EXTERNAL_GROUP}/v1beta1"] + [f"apis/{CUSTOM_GROUP}/{v}" for v in CUSTOM_VERSIONS]
     docs = {gv: _v3_for("/" + gv, v2) for gv in gvs}
-    root = {"paths": {gv: {"serverRelativeURL": f"/openapi/v3/{gv}?hash="
-                           + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32].upper()}
-                      for gv, doc in docs.items()}}
+    root = {
+        "paths": {
+            gv: {
+                "serverRelativeURL": f"/openapi/v3/{gv}?hash="
+                + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32].upper()
+            }
+            for gv, doc in docs.items()
+        }
+    }
 
     async def get_v2(request: web.Request) -> web.Response:
         return respond(v2)

@@ -12,6 +12,7 @@ serve; its policy (documented in docs/adapter.md) is decided here and nowhere el
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from decimal import ROUND_UP, Decimal, InvalidOperation
@@ -140,6 +141,7 @@ def sanitize(value: float) -> Decimal | Rejected:
     return min(exact, MAX_SERVABLE)
 
 
+@functools.lru_cache(maxsize=8192)
 def float_quantity(value: float) -> str | None:
     """Sanitize and format a backend float; None when the policy rejects it."""
     clean = sanitize(value)

@@ -9,17 +9,21 @@ Prometheus is down.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from adapter.api import openapi, serialization as ser
+from adapter.api import openapi
+from adapter.api import serialization as ser
 from adapter.api.security import Security, security_middleware
 from adapter.api.selectors import SelectorError, parse_selector
 from adapter.metrics import AdapterMetrics
@@ -45,15 +49,42 @@ class Deps:
     """Deadline for one metric request; past it the answer is 503, so no HPA worker hangs."""
     public_metrics: bool = True
     """Serve ``/metrics`` without authentication (like the health paths)."""
+    response_cache_s: float = 0.0
+    """Reuse an encoded 200 answer for the same path and query this long (0: off). Sources
+    already cache per rule interval; this skips re-serialising for the many HPAs that poll the
+    same metric, at the price of values up to this much older."""
+
+
+class BodyCache:
+    """Encoded 200 bodies by ``path?query``, expiring, bounded (oldest evicted first)."""
+
+    def __init__(self, ttl_s: float, max_entries: int = 4096) -> None:
+        self._ttl_s = ttl_s
+        self._max = max_entries
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    def get(self, key: str) -> bytes | None:
+        hit = self._entries.get(key)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, key: str, body: bytes) -> None:
+        self._entries[key] = (time.monotonic() + self._ttl_s, body)
+        self._entries.move_to_end(key)
+        if len(self._entries) > self._max:
+            self._entries.popitem(last=False)
 
 
 DEPS: Final = web.AppKey("deps", Deps)
+BODIES: Final = web.AppKey("bodies", BodyCache)
 
 
 def json_response(doc: Any, status: int = 200) -> web.Response:
     """Compact JSON, ``application/json`` (client-go picks its decoder from this header)."""
-    return web.Response(body=json.dumps(doc, separators=(",", ":")).encode(), status=status,
-                        content_type=_JSON)
+    return web.Response(
+        body=json.dumps(doc, separators=(",", ":")).encode(), status=status, content_type=_JSON
+    )
 
 
 def status_response(code: int, reason: str, message: str) -> web.Response:
@@ -67,7 +98,21 @@ def _check_names(*names: str) -> None:
             raise web.HTTPNotFound
 
 
+def _cached(request: web.Request) -> web.Response | None:
+    body = request.app[BODIES].get(request.path_qs) if request.app[DEPS].response_cache_s else None
+    return None if body is None else web.Response(body=body, content_type=_JSON)
+
+
+def _store(request: web.Request, doc: Any) -> web.Response:
+    resp = json_response(doc)
+    if request.app[DEPS].response_cache_s and isinstance(resp.body, bytes):
+        request.app[BODIES].put(request.path_qs, resp.body)
+    return resp
+
+
 async def _external_value(request: web.Request) -> web.Response:
+    if (hit := _cached(request)) is not None:
+        return hit
     deps = request.app[DEPS]
     ns, metric = request.match_info["namespace"], request.match_info["metric"]
     _check_names(ns, metric)
@@ -75,15 +120,12 @@ async def _external_value(request: web.Request) -> web.Response:
     samples = await deps.provider.external(ns, metric, selector)
     doc, dropped = ser.external_list(metric, samples)
     _observe(deps, "external", samples_ts=[s.timestamp_s for s in samples], dropped=dropped)
-    return json_response(doc)
+    return _store(request, doc)
 
 
 def _observe(deps: Deps, api: str, *, samples_ts: list[float], dropped: int) -> None:
     now = time.time()
-    for ts in samples_ts:
-        deps.metrics.freshness.labels(api).observe(max(0.0, now - ts))
-    if dropped:
-        deps.metrics.dropped.labels(api).inc(dropped)
+    deps.metrics.served(api, [max(0.0, now - ts) for ts in samples_ts], dropped)
 
 
 async def _custom_value(request: web.Request) -> web.Response:
@@ -98,8 +140,14 @@ async def _custom_value(request: web.Request) -> web.Response:
         resource, name, namespace = "namespaces", info["namespace"], None
     metric = info["metric"]
     _check_names(resource, name, metric, *(x for x in (namespace,) if x is not None))
-    query = CustomQuery(resource, namespace, name, metric, parse_selector(request.query.get("labelSelector")),
-                        parse_selector(request.query.get("metricLabelSelector")))
+    query = CustomQuery(
+        resource,
+        namespace,
+        name,
+        metric,
+        parse_selector(request.query.get("labelSelector")),
+        parse_selector(request.query.get("metricLabelSelector")),
+    )
     samples = await deps.provider.custom(query)
     doc, dropped = ser.custom_list(version, metric, query.metric_selector, samples)
     _observe(deps, "custom", samples_ts=[s.timestamp_s for s in samples], dropped=dropped)
@@ -112,6 +160,7 @@ async def _custom_value(request: web.Request) -> web.Response:
 def _static(doc_fn: Callable[[Deps], Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         return json_response(doc_fn(request.app[DEPS]))
+
     return handler
 
 
@@ -130,8 +179,9 @@ def _route_name(request: web.Request) -> str:
 
 
 @web.middleware
-async def errors_middleware(request: web.Request,
-                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     """Deadline, Status errors, request counters and latency: the one place codes are mapped."""
     deps = request.app[DEPS]
     started = time.perf_counter()
@@ -143,41 +193,50 @@ async def errors_middleware(request: web.Request,
     except (SelectorError, BadQuery) as e:
         resp = status_response(400, "BadRequest", str(e))
     except (Unavailable, TimeoutError) as e:
-        resp = status_response(503, "ServiceUnavailable", str(e) or "the metrics source did not answer in time")
+        resp = status_response(
+            503, "ServiceUnavailable", str(e) or "the metrics source did not answer in time"
+        )
     except web.HTTPMethodNotAllowed:
         resp = status_response(405, "MethodNotAllowed", f"method {request.method} is not supported")
     except web.HTTPNotFound:
         resp = status_response(404, "NotFound", "the server could not find the requested resource")
+    except web.HTTPException as e:  # anything else aiohttp raises itself (e.g. 413): keep its code
+        resp = status_response(e.status, e.reason.replace(" ", ""), e.reason)
     except Exception:
         log.exception("unhandled error", extra={"fields": {"path": request.path[:200]}})
         resp = status_response(500, "InternalError", "an internal error occurred")
-    route = _route_name(request)
-    deps.metrics.requests.labels(route, str(resp.status)).inc()
-    deps.metrics.latency.labels(route).observe(time.perf_counter() - started)
+    deps.metrics.request_done(_route_name(request), resp.status, time.perf_counter() - started)
     return resp
+
+
+def _custom_resources(version: str, deps: Deps) -> Any:
+    return ser.custom_resources(version, deps.provider.custom_metrics())
 
 
 def make_app(deps: Deps) -> web.Application:
     """The API server application (TLS and listening are the caller's business)."""
-    middlewares = [errors_middleware]
+    middlewares: list[Middleware] = [errors_middleware]
     if deps.security is not None:
         open_paths = HEALTH_PATHS | ({"/metrics"} if deps.public_metrics else frozenset())
         middlewares.append(security_middleware(deps.security, open_paths, deps.metrics))
     app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
     app[DEPS] = deps
+    app[BODIES] = BodyCache(deps.response_cache_s)
     get = app.router.add_get
     for path in HEALTH_PATHS:
         get(path, _health, allow_head=False)
     get("/metrics", _metrics, allow_head=False)
     get("/apis", _static(lambda d: ser.api_group_list()), allow_head=False)
     get(EXT, _static(lambda d: ser.api_group(ser.EXTERNAL_GROUP, ser.EXTERNAL_VERSIONS)), allow_head=False)
-    get(f"{EXT}/v1beta1", _static(lambda d: ser.external_resources(d.provider.external_metrics())),
-        allow_head=False)
+    get(
+        f"{EXT}/v1beta1",
+        _static(lambda d: ser.external_resources(d.provider.external_metrics())),
+        allow_head=False,
+    )
     get(EXT + "/v1beta1/namespaces/{namespace}/{metric}", _external_value, allow_head=False)
     get(CUS, _static(lambda d: ser.api_group(ser.CUSTOM_GROUP, ser.CUSTOM_VERSIONS)), allow_head=False)
     for v in ser.CUSTOM_VERSIONS:
-        get(f"{CUS}/{v}", _static(lambda d, v=v: ser.custom_resources(v, d.provider.custom_metrics())),
-            allow_head=False)
+        get(f"{CUS}/{v}", _static(functools.partial(_custom_resources, v)), allow_head=False)
     get(CUS + "/{version}/namespaces/{namespace}/metrics/{metric}", _custom_value, allow_head=False)
     get(CUS + "/{version}/namespaces/{namespace}/{resource}/{name}/{metric}", _custom_value, allow_head=False)
     get(CUS + "/{version}/{resource}/{name}/{metric}", _custom_value, allow_head=False)

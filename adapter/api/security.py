@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from adapter.api.serialization import CUSTOM_GROUP, EXTERNAL_GROUP, status
 from adapter.auth import Attributes, AuthError, CachingAuthorizer, FrontProxyAuthenticator, Identity
 from adapter.metrics import AdapterMetrics
 
-IDENTITY: Final = "prescale.identity"
+IDENTITY: Final = web.RequestKey("identity", Identity)
 _GROUPS: Final = (EXTERNAL_GROUP, CUSTOM_GROUP)
 
 
@@ -50,8 +51,9 @@ def attributes_for(path: str) -> Attributes | None:
         return None
     resource, name, sub = rest[0], rest[1] if len(rest) > 1 else "", "/".join(rest[2:])
     verb = "get" if name else "list"
-    return Attributes(verb, group=group, version=version, resource=resource, subresource=sub,
-                      name=name, namespace=namespace)
+    return Attributes(
+        verb, group=group, version=version, resource=resource, subresource=sub, name=name, namespace=namespace
+    )
 
 
 def _denied_message(identity: Identity, a: Attributes) -> str:
@@ -63,8 +65,9 @@ def _denied_message(identity: Identity, a: Attributes) -> str:
 
 
 def _reply(code: int, reason: str, message: str) -> web.Response:
-    return web.Response(body=json.dumps(status(code, reason, message)).encode(), status=code,
-                        content_type="application/json")
+    return web.Response(
+        body=json.dumps(status(code, reason, message)).encode(), status=code, content_type="application/json"
+    )
 
 
 def peer_certificate(request: web.Request) -> bytes | None:
@@ -77,13 +80,13 @@ def peer_certificate(request: web.Request) -> bytes | None:
     return der if der else None
 
 
-def security_middleware(security: Security, open_paths: Set[str], metrics: AdapterMetrics) -> Callable[
-        [web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[web.StreamResponse]]:
+def security_middleware(security: Security, open_paths: Set[str], metrics: AdapterMetrics) -> Middleware:
     """Authenticate (401), authorize (403) or let through."""
 
     @web.middleware
-    async def middleware(request: web.Request,
-                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         if request.path in open_paths:
             return await handler(request)
         try:

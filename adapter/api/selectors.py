@@ -8,6 +8,7 @@ ignored; the query string's ``+`` has already become a space when aiohttp decode
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,7 +33,9 @@ class Op(Enum):
     LESS = "<"
 
 
-_KEY_RE: Final = re.compile(r"^(?:[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_KEY_RE: Final = re.compile(
+    r"^(?:[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
 _VALUE_RE: Final = re.compile(r"^(?:[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 _MAX_SELECTOR_LEN: Final = 4096
 _MAX_REQUIREMENTS: Final = 64
@@ -158,6 +161,7 @@ def _parse_one(raw: str) -> Requirement:
     return Requirement(_check_key(text), Op.EXISTS)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_selector(text: str | None) -> Selector:
     """Parse a selector string; None or blank selects everything.
 

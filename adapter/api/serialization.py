@@ -6,6 +6,7 @@ Only plain dicts here: the routes pass them to ``json.dumps``. Every value goes 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
@@ -29,13 +30,25 @@ Doc = dict[str, Any]
 
 def rfc3339(ts_s: float) -> str:
     """``metav1.Time`` on the wire: UTC, whole seconds."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts_s))
+    return _rfc3339_second(int(ts_s))
+
+
+@functools.lru_cache(maxsize=1024)
+def _rfc3339_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
 
 
 def status(code: int, reason: str, message: str) -> Doc:
     """A ``metav1.Status`` failure; client-go shows ``message`` to the user."""
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": reason, "code": code}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 def external_list(metric: str, samples: Iterable[Sample]) -> tuple[Doc, int]:
@@ -46,10 +59,20 @@ def external_list(metric: str, samples: Iterable[Sample]) -> tuple[Doc, int]:
         if q is None:
             dropped += 1
             continue
-        items.append({"metricName": metric, "metricLabels": dict(s.labels) or None,
-                      "timestamp": rfc3339(s.timestamp_s), "value": q})
-    doc = {"kind": "ExternalMetricValueList", "apiVersion": f"{EXTERNAL_GROUP}/v1beta1",
-           "metadata": {}, "items": items}
+        items.append(
+            {
+                "metricName": metric,
+                "metricLabels": dict(s.labels) or None,
+                "timestamp": rfc3339(s.timestamp_s),
+                "value": q,
+            }
+        )
+    doc = {
+        "kind": "ExternalMetricValueList",
+        "apiVersion": f"{EXTERNAL_GROUP}/v1beta1",
+        "metadata": {},
+        "items": items,
+    }
     return doc, dropped
 
 
@@ -59,14 +82,23 @@ def _label_selector(sel: Selector) -> Doc | None:
         return None
     exprs = []
     for r in sel.requirements:
-        op = {"=": "In", "in": "In", "!=": "NotIn", "notin": "NotIn", "exists": "Exists",
-              "!": "DoesNotExist", ">": "Gt", "<": "Lt"}[r.op.value]
+        op = {
+            "=": "In",
+            "in": "In",
+            "!=": "NotIn",
+            "notin": "NotIn",
+            "exists": "Exists",
+            "!": "DoesNotExist",
+            ">": "Gt",
+            "<": "Lt",
+        }[r.op.value]
         exprs.append({"key": r.key, "operator": op, "values": list(r.values)})
     return {"matchExpressions": exprs}
 
 
-def custom_list(version: str, metric: str, metric_selector: Selector,
-                samples: Iterable[ObjectSample]) -> tuple[Doc, int]:
+def custom_list(
+    version: str, metric: str, metric_selector: Selector, samples: Iterable[ObjectSample]
+) -> tuple[Doc, int]:
     """``MetricValueList`` for v1beta1 or v1beta2, and how many values were dropped."""
     items, dropped = [], 0
     for s in samples:
@@ -89,8 +121,12 @@ def custom_list(version: str, metric: str, metric_selector: Selector,
         if version == "v1beta1":
             item["selector"] = _label_selector(metric_selector)
         items.append(item)
-    doc = {"kind": "MetricValueList", "apiVersion": f"{CUSTOM_GROUP}/{version}",
-           "metadata": {}, "items": items}
+    doc = {
+        "kind": "MetricValueList",
+        "apiVersion": f"{CUSTOM_GROUP}/{version}",
+        "metadata": {},
+        "items": items,
+    }
     return doc, dropped
 
 
@@ -101,8 +137,12 @@ def _resource(name: str, namespaced: bool, kind: str) -> Doc:
 def external_resources(metrics: Sequence[str]) -> Doc:
     """``APIResourceList`` for external metrics: never empty, never huge."""
     names = list(metrics) if 0 < len(metrics) <= MAX_LISTED else [PLACEHOLDER_EXTERNAL]
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{EXTERNAL_GROUP}/v1beta1",
-            "resources": [_resource(n, True, "ExternalMetricValueList") for n in names]}
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": f"{EXTERNAL_GROUP}/v1beta1",
+        "resources": [_resource(n, True, "ExternalMetricValueList") for n in names],
+    }
 
 
 def custom_resources(version: str, metrics: Sequence[CustomMetricInfo]) -> Doc:
@@ -111,8 +151,12 @@ def custom_resources(version: str, metrics: Sequence[CustomMetricInfo]) -> Doc:
         res = [_resource(f"{m.group_resource}/{m.metric}", m.namespaced, "MetricValueList") for m in metrics]
     else:
         res = [_resource(PLACEHOLDER_CUSTOM, True, "MetricValueList")]
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{CUSTOM_GROUP}/{version}",
-            "resources": res}
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": f"{CUSTOM_GROUP}/{version}",
+        "resources": res,
+    }
 
 
 def api_group(group: str, versions: Sequence[str], *, typed: bool = True) -> Doc:
@@ -124,7 +168,11 @@ def api_group(group: str, versions: Sequence[str], *, typed: bool = True) -> Doc
 
 def api_group_list() -> Doc:
     """``APIGroupList`` for ``/apis`` (the legacy form; we never claim the v2 aggregated type)."""
-    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-        api_group(CUSTOM_GROUP, CUSTOM_VERSIONS, typed=False),
-        api_group(EXTERNAL_GROUP, EXTERNAL_VERSIONS, typed=False),
-    ]}
+    return {
+        "kind": "APIGroupList",
+        "apiVersion": "v1",
+        "groups": [
+            api_group(CUSTOM_GROUP, CUSTOM_VERSIONS, typed=False),
+            api_group(EXTERNAL_GROUP, EXTERNAL_VERSIONS, typed=False),
+        ],
+    }

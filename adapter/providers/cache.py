@@ -44,8 +44,9 @@ class CoalescingCache(Generic[T]):
         e = self._entries.get(key)
         return None if e is None else self._clock() - e.fetched_at
 
-    async def get(self, key: Hashable, fetch: Callable[[], Awaitable[T]], *, cache_s: float,
-                  freshness_s: float) -> T:
+    async def get(
+        self, key: Hashable, fetch: Callable[[], Awaitable[T]], *, cache_s: float, freshness_s: float
+    ) -> T:
         """The cached value, or a fresh one; ``Unavailable`` once no fresh-enough value exists."""
         entry = self._entries.get(key)
         now = self._clock()

@@ -42,8 +42,14 @@ class MemoryProvider:
         self._external.setdefault(metric, {})[namespace] = list(samples)
 
     def set_custom(
-        self, group_resource: str, metric: str, obj: ObjectRef, value: float, *,
-        labels: Mapping[str, str] | None = None, timestamp_s: float | None = None,
+        self,
+        group_resource: str,
+        metric: str,
+        obj: ObjectRef,
+        value: float,
+        *,
+        labels: Mapping[str, str] | None = None,
+        timestamp_s: float | None = None,
     ) -> None:
         """Set the value of ``metric`` for one object; ``labels`` are the object's labels."""
         ts = self._clock() if timestamp_s is None else timestamp_s
@@ -75,9 +81,11 @@ class MemoryProvider:
         store = self._custom.get((query.group_resource, query.metric))
         if store is None:
             raise MetricNotFound(
-                f"the server could not find the metric {query.metric} for {query.group_resource}")
+                f"the server could not find the metric {query.metric} for {query.group_resource}"
+            )
         found = [
-            o.sample for (ns, name), o in sorted(store.items(), key=lambda kv: kv[0][1])
+            o.sample
+            for (ns, name), o in sorted(store.items(), key=lambda kv: kv[0][1])
             if ns == query.namespace and (query.name in ("*", name)) and query.selector.matches(o.labels)
         ]
         self._check_fresh(query.metric, [s.timestamp_s for s in found])

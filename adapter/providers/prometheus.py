@@ -7,7 +7,7 @@ metric but never echoes upstream bodies to clients (they are logged, truncated).
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import logging
 import math
 import ssl
@@ -34,9 +34,14 @@ from adapter.rules import Rule, render
 
 log = logging.getLogger(__name__)
 
-_KINDS = {"pods": ("Pod", "/v1"), "namespaces": ("Namespace", "/v1"), "services": ("Service", "/v1"),
-          "nodes": ("Node", "/v1"), "deployments.apps": ("Deployment", "apps/v1"),
-          "statefulsets.apps": ("StatefulSet", "apps/v1")}
+_KINDS = {
+    "pods": ("Pod", "/v1"),
+    "namespaces": ("Namespace", "/v1"),
+    "services": ("Service", "/v1"),
+    "nodes": ("Node", "/v1"),
+    "deployments.apps": ("Deployment", "apps/v1"),
+    "statefulsets.apps": ("StatefulSet", "apps/v1"),
+}
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,12 @@ class PrometheusConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
     """Extra request headers."""
 
+    def __post_init__(self) -> None:
+        if self.bearer_token and self.basic_auth:
+            raise ValueError("prometheus: a bearer token and basic auth cannot both be set")
+        if self.timeout_s <= 0:
+            raise ValueError(f"prometheus: timeout_s={self.timeout_s} must be > 0")
+
 
 class PodLister(Protocol):
     """Names of the pods matching a label selector (the HPA's Pods metrics select by pod labels)."""
@@ -77,11 +88,19 @@ def _float(raw: Any) -> float:
 class PrometheusProvider:
     """Serves rules whose ``source`` is ``prometheus``."""
 
-    def __init__(self, config: PrometheusConfig, rules: Sequence[Rule], *,
-                 metrics: AdapterMetrics | None = None, pods: PodLister | None = None) -> None:
+    def __init__(
+        self,
+        config: PrometheusConfig,
+        rules: Sequence[Rule],
+        *,
+        metrics: AdapterMetrics | None = None,
+        pods: PodLister | None = None,
+    ) -> None:
         self._config = config
         self._external = {r.name: r for r in rules if r.api == "external" and r.source == "prometheus"}
-        self._custom = {(r.resource, r.name): r for r in rules if r.api == "custom" and r.source == "prometheus"}
+        self._custom = {
+            (r.resource, r.name): r for r in rules if r.api == "custom" and r.source == "prometheus"
+        }
         self._metrics = metrics
         self._pods = pods
         self._cache: CoalescingCache[list[tuple[dict[str, str], float, float]]] = CoalescingCache()
@@ -99,10 +118,14 @@ class PrometheusProvider:
             headers["Authorization"] = f"Bearer {cfg.bearer_token}"
         if cfg.tenant:
             headers["X-Scope-OrgID"] = cfg.tenant
-        auth = aiohttp.BasicAuth(*cfg.basic_auth) if cfg.basic_auth else None
+        if cfg.basic_auth:
+            user, password = cfg.basic_auth
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         self._session = aiohttp.ClientSession(
-            headers=headers, auth=auth, connector=aiohttp.TCPConnector(ssl=ssl_ctx, limit=64),
-            timeout=aiohttp.ClientTimeout(total=cfg.timeout_s))
+            headers=headers,
+            connector=aiohttp.TCPConnector(ssl=ssl_ctx, limit=64),
+            timeout=aiohttp.ClientTimeout(total=cfg.timeout_s),
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -133,7 +156,9 @@ class PrometheusProvider:
     async def custom(self, query: CustomQuery) -> Sequence[ObjectSample]:
         rule = self._custom.get((query.group_resource, query.metric))
         if rule is None:
-            raise MetricNotFound(f"the server could not find the metric {query.metric} for {query.group_resource}")
+            raise MetricNotFound(
+                f"the server could not find the metric {query.metric} for {query.group_resource}"
+            )
         wanted = await self._wanted_names(query)
         # One query per (namespace, metric selector): every HPA on this metric shares it, and
         # the described objects are picked from its rows here, not spliced into PromQL.
@@ -157,25 +182,32 @@ class PrometheusProvider:
             return {query.name}
         if query.selector == EVERYTHING or self._pods is None or query.namespace is None:
             return None
-        return set(await self._pods.pod_names(query.namespace, query.selector))
+        try:
+            return set(await self._pods.pod_names(query.namespace, query.selector))
+        except Exception as e:  # the pod lister is another remote: its failure is ours to report
+            raise Unavailable("unable to list the pods matching the selector") from e
 
     async def _query(self, rule: Rule, promql: str) -> list[tuple[dict[str, str], float, float]]:
-        return await self._cache.get(promql, lambda: self._fetch(promql),
-                                     cache_s=rule.cache_s, freshness_s=rule.freshness_s)
+        return await self._cache.get(
+            promql, lambda: self._fetch(promql), cache_s=rule.cache_s, freshness_s=rule.freshness_s
+        )
 
     async def _fetch(self, promql: str) -> list[tuple[dict[str, str], float, float]]:
         if self._session is None:
             raise RuntimeError("PrometheusProvider used outside 'async with'")
         started = time.perf_counter()
         try:
-            async with self._session.get(f"{self._config.url.rstrip('/')}/api/v1/query",
-                                         params={"query": promql}) as resp:
+            async with self._session.get(
+                f"{self._config.url.rstrip('/')}/api/v1/query", params={"query": promql}
+            ) as resp:
                 body = await resp.json(content_type=None)
                 if resp.status != 200 or not isinstance(body, dict) or body.get("status") != "success":
                     raise _Upstream(f"HTTP {resp.status}: {str(body)[:200]}", "http")
-        except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError, ValueError) as e:
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
             self._count_error(type(e).__name__)
-            log.warning("prometheus query failed", extra={"fields": {"query": promql[:300], "error": str(e)[:200]}})
+            log.warning(
+                "prometheus query failed", extra={"fields": {"query": promql[:300], "error": str(e)[:200]}}
+            )
             raise Unavailable("unable to fetch metrics from the metrics source") from e
         except _Upstream as e:
             self._count_error(e.reason)
