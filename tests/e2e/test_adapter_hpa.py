@@ -4,7 +4,6 @@ scaling a Deployment on the external metric it serves."""
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from prescale.stack import pki, procs
+from prescale.stack import aggregation, pki, procs
 from prescale.stack.cluster import Cluster
 from prescale.stack.errors import StackError
 
@@ -72,29 +71,14 @@ def adapter(cluster: Cluster, tmp_path: Path, private_address: str, start_promet
         f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
         f"--rules={rules}", f"--prometheus-url={prom.url}", f"--kubeconfig={cluster.kubeconfig}",
     ], tmp_path / "adapter.log")
-    objects = [
-        {"apiVersion": "v1", "kind": "Service",
-         "metadata": {"name": "prescale-adapter", "namespace": "kube-system"},
-         "spec": {"ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}},
-        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-         "metadata": {"name": "prescale-adapter-e2e", "namespace": "kube-system",
-                      "labels": {"kubernetes.io/service-name": "prescale-adapter",
-                                 "endpointslice.kubernetes.io/managed-by": "prescale-tests"}},
-         "addressType": "IPv4",
-         "endpoints": [{"addresses": [private_address], "conditions": {"ready": True}}],
-         "ports": [{"name": "https", "port": port, "protocol": "TCP"}]},
-        {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": APISERVICE},
-         "spec": {"group": "external.metrics.k8s.io", "version": "v1beta1", "groupPriorityMinimum": 100,
-                  "versionPriority": 100, "caBundle": base64.b64encode(ca.cert.read_bytes()).decode(),
-                  "service": {"name": "prescale-adapter", "namespace": "kube-system", "port": 443}}},
-    ]
-    cluster.apply(yaml.safe_dump_all(objects))
+    backend = aggregation.ApiServiceBackend(
+        group="external.metrics.k8s.io", version="v1beta1", service="prescale-adapter",
+        namespace="kube-system", address=private_address, port=port, ca_pem=ca.cert.read_bytes())
+    aggregation.register(cluster, backend)
     try:
         yield proc
     finally:
-        cluster.kubectl("delete", "apiservice", APISERVICE, "--ignore-not-found")
-        cluster.kubectl("delete", "-n", "kube-system", "service/prescale-adapter",
-                        "endpointslice/prescale-adapter-e2e", "--ignore-not-found")
+        aggregation.unregister(cluster, backend)
         proc.stop()
 
 
@@ -108,11 +92,7 @@ def test_real_hpa_scales_on_the_adapters_external_metric(
     def logs() -> str:
         return f"--- adapter\n{procs.log_tail(adapter.log_path, 25)}\n{cluster.logs()}"
 
-    def available() -> bool:
-        status = json.loads(cluster.kubectl("get", "apiservice", APISERVICE, "-o", "json")).get("status", {})
-        return any(c["type"] == "Available" and c["status"] == "True" for c in status.get("conditions", []))
-
-    wait_for(available, 90, "APIService Available", logs)
+    wait_for(lambda: aggregation.is_available(cluster, APISERVICE), 90, "APIService Available", logs)
     path = f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/e2e_requests_per_second"
 
     def through_aggregator() -> dict[str, Any] | None:
