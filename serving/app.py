@@ -61,7 +61,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        return _error(e.status, e.reason if e.status != 404 else f"no route for {request.method} {request.path}")
+        message = f"no route for {request.method} {request.path}" if e.status == 404 else e.reason
+        return _error(e.status, message)
     except Exception:
         log.exception("unhandled error", extra={"fields": {"path": request.path}})
         return _error(500, "internal error")
@@ -103,6 +104,8 @@ async def _infer(request: web.Request, v2: bool) -> web.Response:
     try:
         lv: LoadedVersion = deps.repository.get(name, _version(request))
         label = name
+        if lv.batcher.full:  # shed before reading and parsing the body: overload costs little
+            raise lv.batcher.overloaded()
         inflight = deps.metrics.for_model(name).inflight
         inflight.inc()
         try:

@@ -52,6 +52,8 @@ class Batcher:
         self._executor = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="batch")
         self._workers: list[asyncio.Task[None]] = []
         self._outstanding = 0  # requests submitted and not yet answered
+        self._idle = asyncio.Event()  # set while nothing is outstanding
+        self._idle.set()
         self._closing = False
         self._batch_s_ewma = 0.0
 
@@ -66,11 +68,21 @@ class Batcher:
 
     def _answered(self, _: asyncio.Future[Array]) -> None:
         self._outstanding -= 1
+        if self._outstanding == 0:
+            self._idle.set()
 
     def retry_after_s(self) -> int:
         """Seconds until the queue has likely drained: queued batches / workers x batch time."""
         batches = math.ceil(self._queue.qsize() / self._cfg.max_batch_size) / self._cfg.workers
         return max(1, math.ceil(batches * self._batch_s_ewma))
+
+    @property
+    def full(self) -> bool:
+        return self._queue.full()
+
+    def overloaded(self) -> Overloaded:
+        return Overloaded(f"queue full ({self._cfg.max_queue_size} requests waiting); retry later",
+                          self.retry_after_s())
 
     async def submit(self, rows: Array, deadline: float) -> Array:
         """Queue ``rows`` and wait for the model's output rows (raises a ServeError)."""
@@ -80,9 +92,9 @@ class Batcher:
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
-            raise Overloaded(f"queue full ({self._cfg.max_queue_size} requests waiting); retry later",
-                             self.retry_after_s()) from None
+            raise self.overloaded() from None
         self._outstanding += 1
+        self._idle.clear()
         item.future.add_done_callback(self._answered)
         self._metrics.queue_depth.set(self._queue.qsize())
         try:
@@ -146,11 +158,13 @@ class Batcher:
             log.exception("model call failed", extra={"fields": {"rows": len(x)}})
             for p in live:
                 if not p.future.done():
-                    p.future.set_exception(ModelFailed(f"the model failed on this batch ({type(e).__name__})"))
+                    failed = ModelFailed(f"the model failed on this batch ({type(e).__name__})")
+                    p.future.set_exception(failed)
             return
         elapsed = self._clock() - started
         self._batch_s_ewma = elapsed if self._batch_s_ewma == 0 else 0.8 * self._batch_s_ewma + 0.2 * elapsed
         self._metrics.batch_size.observe(len(x))
+        self._metrics.model_seconds.observe(elapsed)
         offset = 0
         for p in live:
             n = len(p.rows)
@@ -161,9 +175,8 @@ class Batcher:
     async def stop(self, timeout_s: float) -> None:
         """Refuse new requests, let queued ones finish for up to ``timeout_s``, then stop."""
         self._closing = True
-        deadline = self._clock() + timeout_s
-        while self.pending and self._clock() < deadline:
-            await asyncio.sleep(0.01)  # poll: queued work is driven by the workers, not by us
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
         for task in self._workers:
             task.cancel()
         for task in self._workers:

@@ -76,10 +76,17 @@ def _mapping(ns: argparse.Namespace) -> dict[str, Any]:
         try:
             data["version_policy"] = {"versions": [int(v) for v in ns.versions.split(",")]}
         except ValueError:
-            raise ConfigError(f"--versions: {ns.versions!r} is not a comma-separated list of integers") from None
+            raise ConfigError(f"--versions: {ns.versions!r} is not a comma-separated list of integers"
+                              ) from None
     data.setdefault("namespace", os.environ.get("POD_NAMESPACE", ""))
     data.setdefault("pod", os.environ.get("POD_NAME", socket.gethostname()))
     return data
+
+
+def parse_config(argv: list[str]) -> ServeConfig:
+    """The validated configuration for a command line (raises ConfigError)."""
+    ns = _parser().parse_args(argv)
+    return from_mapping(_mapping(ns))
 
 
 def build_deps(cfg: ServeConfig) -> ServeDeps:

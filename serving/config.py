@@ -107,7 +107,8 @@ def _policy(data: Any) -> VersionPolicy:
             raise ConfigError(f"version_policy.versions: {raw!r} is not a non-empty list of integers")
         pinned = tuple(_number("version_policy.versions", v, minimum=0, integer=True) for v in raw)
         return VersionPolicy(versions=pinned)
-    return VersionPolicy(latest=_number("version_policy.latest", data.get("latest", 1), minimum=1, integer=True))
+    latest = _number("version_policy.latest", data.get("latest", 1), minimum=1, integer=True)
+    return VersionPolicy(latest=latest)
 
 
 def _batching(data: Any) -> BatchConfig:

@@ -24,6 +24,7 @@ class ModelMetrics:
     queue_depth: Gauge
     batch_size: Histogram
     queue_wait: Histogram
+    model_seconds: Histogram
     inflight: Gauge
 
 
@@ -41,13 +42,16 @@ class ServerMetrics:
                                   per_model, buckets=LATENCY_BUCKETS_S, registry=registry)
         self.queue_depth = Gauge("inference_queue_depth", "Requests waiting for a batch worker.",
                                  per_model, registry=registry)
-        self.inflight = Gauge("inference_inflight_requests", "Inference requests accepted and not yet answered.",
+        self.inflight = Gauge("inference_inflight_requests", "Inference requests accepted, not yet answered.",
                               per_model, registry=registry)
         self.batch_size = Histogram("inference_batch_size", "Rows per model call.", per_model,
                                     buckets=BATCH_BUCKETS, registry=registry)
         self.queue_wait = Histogram("inference_queue_wait_seconds",
                                     "Time a request waited in the queue before its batch ran.",
                                     per_model, buckets=LATENCY_BUCKETS_S, registry=registry)
+        self.model_seconds = Histogram("inference_model_seconds",
+                                       "Time of one model call (one batch), without queueing or HTTP.",
+                                       per_model, buckets=LATENCY_BUCKETS_S, registry=registry)
         self.load_seconds = Gauge("inference_model_load_seconds",
                                   "Time to load and warm up one model version.",
                                   [*per_model, "version", "runtime"], registry=registry)
@@ -67,6 +71,7 @@ class ServerMetrics:
             queue_depth=self.queue_depth.labels(**labels),
             batch_size=self.batch_size.labels(**labels),
             queue_wait=self.queue_wait.labels(**labels),
+            model_seconds=self.model_seconds.labels(**labels),
             inflight=self.inflight.labels(**labels),
         )
 
@@ -76,7 +81,8 @@ class ServerMetrics:
             self.duration.labels(**self._where, model=model).observe(duration_s)
 
     def model_loaded(self, model: str, version: int, runtime: str, seconds: float, loaded_now: int) -> None:
-        self.load_seconds.labels(**self._where, model=model, version=str(version), runtime=runtime).set(seconds)
+        labels = {**self._where, "model": model, "version": str(version), "runtime": runtime}
+        self.load_seconds.labels(**labels).set(seconds)
         self.versions_loaded.labels(**self._where, model=model).set(loaded_now)
 
     def model_unloaded(self, model: str, version: int, runtime: str, loaded_now: int) -> None:

@@ -49,7 +49,8 @@ def parse_v1(doc: Any, sig: Signature) -> Array:
     try:
         x = np.asarray(instances, dtype=sig.input.dtype)
     except (ValueError, TypeError, OverflowError) as e:
-        raise BadRequest(f"'instances' is not a rectangular list of {sig.input.datatype} numbers: {e}") from None
+        message = f"'instances' is not a rectangular list of {sig.input.datatype} numbers: {e}"
+        raise BadRequest(message) from None
     return _check_rows(x, sig, "instances")
 
 

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -154,8 +153,8 @@ class Repository:
     async def close(self, timeout_s: float) -> None:
         """Stop every batcher (letting queued requests finish within ``timeout_s``)."""
         async with self._lock:
-            stops: list[Any] = [lv.batcher.stop(timeout_s) for vs in self._loaded.values() for lv in vs.values()]
-            await asyncio.gather(*stops)
+            versions = [lv for vs in self._loaded.values() for lv in vs.values()]
+            await asyncio.gather(*(lv.batcher.stop(timeout_s) for lv in versions))
             for vs in self._loaded.values():
                 for lv in vs.values():
                     lv.model.close()

@@ -117,7 +117,8 @@ def detect_runtime(version_dir: Path, declared: str | None) -> str:
     """The runtime named in metadata, else the one whose model file is present."""
     if declared is not None:
         if declared not in RUNTIMES:
-            raise RepositoryError(f"{version_dir}: unknown runtime {declared!r}; known: {', '.join(RUNTIMES)}")
+            known = ", ".join(RUNTIMES)
+            raise RepositoryError(f"{version_dir}: unknown runtime {declared!r}; known: {known}")
         return declared
     found = [name for name, spec in RUNTIMES.items() if (version_dir / spec.filename).exists()]
     if len(found) != 1:

@@ -38,7 +38,8 @@ def _infer_signature(estimator: Any) -> Signature:
     if not isinstance(n_features, int):
         raise RepositoryError("the estimator has no n_features_in_; add metadata.json with the input shape")
     out_dtype = np.asarray(getattr(estimator, "classes_", np.zeros(1))).dtype
-    return Signature(TensorSpec("input", "FP32", (n_features,)), TensorSpec("predict", datatype_of(out_dtype), ()))
+    output = TensorSpec("predict", datatype_of(out_dtype), ())
+    return Signature(TensorSpec("input", "FP32", (n_features,)), output)
 
 
 def load(path: Path, signature: Signature | None) -> SklearnModel:

@@ -1,0 +1,102 @@
+"""Shared by the serving benchmarks: the example repository and ``prescale serve`` processes."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from serving import example
+
+PRESCALE = Path(sys.executable).with_name("prescale")
+ROW = [6.7, 3.0, 5.2, 2.3]
+BODY = json.dumps({"instances": [ROW]})
+
+
+def example_repo() -> Path:
+    return example.build(Path(tempfile.mkdtemp(prefix="prescale-bench-")) / "models", onnx=False)
+
+
+@dataclass
+class Replica:
+    """A ``prescale serve`` child process on a loopback port."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    spawn_to_ready_s: float
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as resp:
+            return str(resp.read().decode())
+
+    def metric(self, pattern: str) -> float:
+        m = re.search(rf"^{pattern} (\S+)$", self.metrics(), re.M)
+        return float(m.group(1)) if m else float("nan")
+
+    def kill(self) -> None:
+        """For cleanup after a failure: no drain, just make sure nothing is left running."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self, timeout_s: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout_s)
+
+
+def _port(stderr: IO[bytes], deadline: float) -> int:
+    while time.monotonic() < deadline:
+        line = stderr.readline().decode()
+        if not line:
+            raise RuntimeError("prescale serve exited before listening")
+        if '"msg":"listening"' in line:
+            return int(json.loads(line)["port"])
+    raise RuntimeError("prescale serve did not start listening")
+
+
+def _wait_ready(url: str, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/ready", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        time.sleep(0.02)  # poll with a deadline
+    raise RuntimeError(f"{url} did not become ready")
+
+
+def start(repo: Path, *args: str, timeout_s: float = 60) -> Replica:
+    """Start ``prescale serve`` on a free loopback port and wait until it is ready."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [str(PRESCALE), "--log-format", "json", "serve",
+         "--model-repository", str(repo), "--model", example.SKLEARN_MODEL,
+         "--host", "127.0.0.1", "--port", "0", *args],
+        stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    deadline = t0 + timeout_s
+    try:
+        port = _port(proc.stderr, deadline)
+        _wait_ready(f"http://127.0.0.1:{port}", deadline)
+    except BaseException:
+        proc.kill()
+        raise
+    # Keep reading the log so a full pipe never blocks the server.
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    return Replica(proc, port, time.monotonic() - t0)

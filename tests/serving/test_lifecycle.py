@@ -1,0 +1,116 @@
+"""A real ``prescale serve`` process: start-up, readiness, and SIGTERM drain losing nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+PRESCALE = Path(sys.executable).with_name("prescale")
+ROW = {"instances": [[6.7, 3.0, 5.2, 2.3]]}
+GRACE_S = 15.0
+DRAIN_DELAY_S = 0.5
+
+
+@dataclass
+class Server:
+    proc: asyncio.subprocess.Process
+    port: int
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+async def _collect(stream: asyncio.StreamReader, into: list[str]) -> None:
+    async for line in stream:
+        into.append(line.decode())
+
+
+@pytest.fixture
+async def server(example_repo_once: Path) -> AsyncIterator[Server]:
+    proc = await asyncio.create_subprocess_exec(
+        str(PRESCALE), "--log-format", "json", "serve", "--model-repository", str(example_repo_once),
+        "--model", "iris", "--host", "127.0.0.1", "--port", "0", "--max-batch-size", "1", "--workers", "1",
+        "--max-queue-size", "1000", "--drain-delay-s", str(DRAIN_DELAY_S), "--grace-period-s", str(GRACE_S),
+        stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    log: list[str] = []
+    port = 0
+    async with asyncio.timeout(30):
+        while not port:
+            line = (await proc.stderr.readline()).decode()
+            assert line, f"server exited early: {''.join(log)}"
+            log.append(line)
+            if '"msg":"listening"' in line:
+                port = int(json.loads(line)["port"])
+    collector = asyncio.create_task(_collect(proc.stderr, log))
+    yield Server(proc, port, log)
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+    await collector
+
+
+async def _poll_status(session: aiohttp.ClientSession, url: str, status: int, timeout_s: float) -> float:
+    """GET until ``status``; returns the seconds it took."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        try:
+            async with session.get(url) as resp:
+                if resp.status == status:
+                    return time.monotonic() - start
+        except aiohttp.ClientConnectionError:
+            pass
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{url} did not answer {status} within {timeout_s} s")
+
+
+async def _inflight(session: aiohttp.ClientSession, url: str) -> float:
+    async with session.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    m = re.search(r'^inference_inflight_requests\{model="iris".*\} (\S+)$', text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+async def test_ready_after_startup_then_sigterm_drains_in_flight_requests_and_exits(server: Server) -> None:
+    n = 300
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        await _poll_status(session, f"{server.url}/ready", 200, 30)
+        assert any('"msg":"ready"' in line and "startup_s" in line for line in server.log)
+        async with session.get(f"{server.url}/metrics") as resp:
+            startup = re.search(r"^inference_startup_seconds\{.*\} (\S+)$", await resp.text(), re.M)
+        assert startup is not None
+        assert 0.0 < float(startup.group(1)) < 60.0
+
+        async def predict() -> int:
+            async with session.post(f"{server.url}/v1/models/iris:predict", json=ROW) as resp:
+                assert (await resp.json())["predictions"] == [2]
+                return resp.status
+
+        tasks = [asyncio.create_task(predict()) for _ in range(n)]
+        deadline = time.monotonic() + 20
+        while await _inflight(session, server.url) < n / 2:  # the queue is well filled
+            assert time.monotonic() < deadline, "requests never reached the server"
+            await asyncio.sleep(0.01)
+        sent_at = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        # Readiness turns false at once, while the server still accepts during the drain delay.
+        await _poll_status(session, f"{server.url}/ready", 503, DRAIN_DELAY_S)
+        statuses = await asyncio.gather(*tasks)
+        rc = await asyncio.wait_for(server.proc.wait(), GRACE_S)
+        took = time.monotonic() - sent_at
+    assert statuses == [200] * n
+    assert rc == 0
+    assert took < GRACE_S
+    assert any('"msg":"drained, exiting"' in line for line in server.log)
