@@ -19,6 +19,10 @@ if [ "${1:-}" = "--lint-only" ]; then lint_only=1; shift; fi
 t0=$SECONDS
 info "ruff";          "$V/ruff" check .
 info "mypy --strict"; "$V/mypy"
+# Each test folder has its own conftest and helper modules: one mypy run per folder.
+for d in tests/*/; do
+  "$V/mypy" --no-error-summary "$d" || { info "mypy failed in $d"; exit 1; }
+done
 info "import contracts"; "$V/lint-imports" --no-cache
 [ "$lint_only" = 1 ] && { info "static checks passed in $((SECONDS - t0))s"; exit 0; }
 info "pytest"
