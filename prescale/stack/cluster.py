@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import yaml
 
@@ -83,6 +83,10 @@ class Cluster:
 
     def apply(self, manifest: str) -> str:
         return self.kubectl("apply", "-f", "-", stdin=manifest)
+
+    def get(self, path: str) -> Any:
+        """GET an API path as the admin (fast: no kubectl process), parsed JSON."""
+        return kube_api.get_json(f"{self.server}{path}", kube_api.admin_context(self.pki))
 
     def logs(self) -> str:
         """The last lines of every component's log, for a failed test."""
