@@ -21,7 +21,7 @@ from serving.config import ServeConfig
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "serving"
 K8S_VERSIONS = ["1.30.0", "1.33.0", "1.36.0"]  # 1.30: first with the preStop sleep action on by default
 kubernetes_validate = importlib.import_module("kubernetes_validate")  # untyped
-HPA_METRIC = "prescale_inference_requests_per_second"
+HPA_METRIC = "inference_requests_per_second"
 
 
 def documents() -> list[tuple[str, dict[str, Any]]]:
