@@ -16,7 +16,7 @@ from pathlib import Path
 from forecaster.backtest.cli import BUILTIN
 from forecaster.backtest.engine import BacktestError
 from forecaster.backtest.trace import TraceError, load_trace
-from prescale.demo import offline, report
+from prescale.demo import live, offline, report
 
 log = logging.getLogger(__name__)
 DEFAULT_TRACE = BUILTIN / "nasa_http_1995_jul_per_minute.csv"
@@ -77,10 +77,7 @@ def main(argv: list[str]) -> int:
     try:
         if args.no_cluster:
             return _run_offline(args)
-        print("prescale demo: the cluster demo is not built yet; it will start the control plane, "
-              "Prometheus, exporter, adapter and controller and replay the trace in compressed time. "
-              "Run 'prescale demo --no-cluster' for the in-process comparison.", file=sys.stderr)
-        return 3
+        return live.run(args)
     except (TraceError, BacktestError, offline.DemoError) as e:
         print(f"prescale demo: {e}", file=sys.stderr)
         return 2

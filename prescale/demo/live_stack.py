@@ -1,0 +1,159 @@
+"""The parts the cluster demo starts, each stopped by the ExitStack that started it."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from prescale.stack import aggregation, pki, procs
+from prescale.stack import prometheus as prom
+from prescale.stack.cluster import Cluster
+
+NAMESPACE = "prescale-demo"
+HPA_DEPLOYMENT = "model-hpa"
+PRESCALE_DEPLOYMENT = "model-prescale"
+DEMAND_METRIC = "prescale_demo_demand_requests_per_second"
+EXTERNAL_METRIC = "prescale_demo_requests_per_second"
+CRD_FILE = Path(__file__).resolve().parents[2] / "deploy" / "crds" / "predictiveautoscalers.yaml"
+
+
+def cli(*args: str) -> list[str]:
+    """The prescale command line of this interpreter (works from a checkout or an install)."""
+    return [sys.executable, "-m", "prescale.cli", "--log-format", "json", *args]
+
+
+@dataclass(frozen=True)
+class Ports:
+    traffic: int
+    exporter: int
+    controller: int
+    adapter: int
+
+
+def prometheus_config(ports: Ports) -> dict[str, object]:
+    def job(name: str, port: int) -> dict[str, object]:
+        return {"job_name": name, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+    return {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [job("demand", ports.traffic), job("gpu-exporter", ports.exporter),
+                               job("prescale-forecaster", ports.controller)]}
+
+
+@contextlib.contextmanager
+def process(name: str, argv: list[str], log: Path) -> Iterator[procs.Process]:
+    p = procs.start(name, argv, log)
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+@contextlib.contextmanager
+def adapter(cluster: Cluster, work: Path, address: str, prometheus_url: str) -> Iterator[procs.Process]:
+    """``prescale adapter`` on the private address, registered as the external metrics API."""
+    ca = pki.KeyPair(work / "adapter-ca.crt", work / "adapter-ca.key")
+    serving = pki.KeyPair(work / "adapter.crt", work / "adapter.key")
+    pki.make_ca(ca, "prescale-demo-adapter-ca")
+    pki.make_leaf(serving, ca, "prescale-adapter", server=True,
+                  dns=("prescale-adapter.kube-system.svc",), ips=(address,))
+    rules = work / "adapter-rules.yaml"
+    rules.write_text(yaml.safe_dump({"rules": [{
+        "name": EXTERNAL_METRIC, "query": f"max({DEMAND_METRIC}{{<<matchers>>}})", "freshness_s": 60}]}))
+    port = procs.free_port(address)
+    backend = aggregation.ApiServiceBackend(
+        group="external.metrics.k8s.io", version="v1beta1", service="prescale-adapter",
+        namespace="kube-system", address=address, port=port, ca_pem=ca.cert.read_bytes())
+    with process("prescale-adapter", cli(
+            "adapter", f"--bind-address={address}", f"--secure-port={port}",
+            f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
+            f"--rules={rules}", f"--prometheus-url={prometheus_url}", f"--kubeconfig={cluster.kubeconfig}",
+    ), work / "logs" / "adapter.log") as p:
+        aggregation.register(cluster, backend)
+        aggregation.wait_available(cluster, backend.name, 60)
+        yield p
+
+
+def backfill_history(storage: Path, demand: list[tuple[float, float]]) -> None:
+    """History of the demand gauge for both deployments; ``demand`` is (unix time, rps)."""
+    series = [prom.Series(DEMAND_METRIC, {"namespace": NAMESPACE, "deployment": d}, demand)
+              for d in (HPA_DEPLOYMENT, PRESCALE_DEPLOYMENT)]
+    prom.backfill(storage, series)
+
+
+def deployment(name: str, replicas: int, ready_delay_s: float) -> dict[str, object]:
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app.kubernetes.io/name": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": {"app": name},
+                             "annotations": {"pod-ready.stage.kwok.x-k8s.io/delay": f"{ready_delay_s:.3f}s"}},
+                "spec": {
+                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                    "containers": [{"name": "server", "image": "prescale/serve:demo",
+                                    "resources": {"limits": {"nvidia.com/gpu": "1"}}}],
+                },
+            },
+        },
+    }
+
+
+def quantity(value: float) -> str:
+    """A positive number as a milli-unit Quantity string."""
+    return f"{max(1, math.ceil(value * 1000))}m"
+
+
+def hpa(capacity_rps: float, target_utilization: float, max_replicas: int) -> dict[str, object]:
+    return {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": HPA_DEPLOYMENT, "namespace": NAMESPACE},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": HPA_DEPLOYMENT},
+            "minReplicas": 1, "maxReplicas": max_replicas,
+            "metrics": [{"type": "External", "external": {
+                "metric": {"name": EXTERNAL_METRIC,
+                           "selector": {"matchLabels": {"deployment": HPA_DEPLOYMENT}}},
+                "target": {"type": "AverageValue",
+                           "averageValue": quantity(capacity_rps * target_utilization)}}}],
+        },
+    }
+
+
+@dataclass(frozen=True)
+class PredictiveSettings:
+    """The PredictiveAutoscaler of the demo, in wall-clock units (time is compressed)."""
+
+    capacity_rps: float
+    max_replicas: int
+    pod_lead_s: float
+    history_s: float
+    season_s: float
+    step_s: float
+    scale_down_delay_s: float
+
+
+def predictive_autoscaler(s: PredictiveSettings) -> dict[str, object]:
+    return {
+        "apiVersion": "autoscaling.prescale.dev/v1alpha1", "kind": "PredictiveAutoscaler",
+        "metadata": {"name": PRESCALE_DEPLOYMENT, "namespace": NAMESPACE},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": PRESCALE_DEPLOYMENT},
+            "minReplicas": 1, "maxReplicas": s.max_replicas,
+            "demand": {"query": f'max({DEMAND_METRIC}{{namespace="{NAMESPACE}",'
+                                f'deployment="{PRESCALE_DEPLOYMENT}"}})',
+                       "stepSeconds": s.step_s, "historySeconds": s.history_s},
+            "capacity": {"requestsPerSecondPerReplica": s.capacity_rps},
+            "leadTime": {"podSeconds": s.pod_lead_s, "measure": False},
+            "forecast": {"seasonalitiesSeconds": [s.season_s]},
+            "behavior": {"scaleDownDelaySeconds": s.scale_down_delay_s},
+            "actuation": {"mode": "direct"},
+        },
+    }
