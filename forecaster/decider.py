@@ -70,7 +70,8 @@ class ForecastQuality:
     """How the recent window forecasts fared against what happened."""
 
     error_ratio: float
-    """Mean |actual peak - forecast peak| / mean actual peak over recent windows."""
+    """Mean absolute error of the peak forecast over that of persistence (the demand seen
+    when the forecast was made), over recent windows: above 1 the model is worse than naive."""
     coverage: float
     """Share of recent windows whose actual peak was at or below the planned band."""
     samples: int
@@ -97,10 +98,12 @@ class ScalingPolicy:
     """Lower bound on replicas."""
     max_replicas: int = 1000
     """Upper bound on replicas."""
-    miss_cost_ratio: float = 50.0
+    miss_cost_ratio: float = 200.0
     """Cost of one replica-hour of unserved demand over the cost of one replica-hour of GPU."""
-    scale_down_delay_s: float = 120.0
+    scale_down_delay_s: float = 30.0
     """Hold the highest recommendation this long before scaling down."""
+    fallback_hold_s: float = 300.0
+    """Scale-down delay while the forecast is off (the HPA's downscale stabilization)."""
     max_scale_up_rate: float = 1000.0
     """At most ``ceil(current * rate)`` replicas after one decision (Knative's default)."""
     max_scale_down_rate: float = 2.0
@@ -109,8 +112,8 @@ class ScalingPolicy:
     """Utilization of capacity at which the reactive floor is computed."""
     fallback_utilization: float = 0.7
     """Utilization target used while the forecast is gated off (the HPA's usual target)."""
-    max_error_ratio: float = 0.5
-    """Gate the forecast off above this recent error ratio."""
+    max_error_ratio: float = 1.5
+    """Gate the forecast off when its recent error exceeds persistence's by this factor."""
     coverage_tolerance: float = 0.1
     """Gate the forecast off when coverage falls this far below the planning quantile."""
     min_quality_samples: int = 20
@@ -167,7 +170,9 @@ def _replicas_for(rps: float, capacity: float, utilization: float) -> int:
     return math.ceil(rps / (capacity * utilization) - 1e-9) if rps > 0 else 0
 
 
-def _gate(forecast: WindowForecast | None, quality: ForecastQuality | None, policy: ScalingPolicy) -> str | None:
+def _gate(
+    forecast: WindowForecast | None, quality: ForecastQuality | None, policy: ScalingPolicy
+) -> str | None:
     """The reason the forecast must not be used, or None when it may."""
     if forecast is None or not forecast.is_finite():
         return "no_forecast"
@@ -228,20 +233,29 @@ def decide(
     observation: Observation,
     policy: ScalingPolicy,
     state: DeciderState,
+    *,
     now: float,
 ) -> tuple[Decision, DeciderState]:
     """One scaling decision at ``now`` (seconds); see the module docstring for the steps."""
     if not (math.isfinite(observation.demand_rps) and observation.demand_rps >= 0 and math.isfinite(now)):
-        bad = Decision(observation.current_replicas, "invalid_observation", valid=False,
-                       detail=f"demand_rps={observation.demand_rps!r}, now={now!r}")
+        bad = Decision(
+            observation.current_replicas,
+            "invalid_observation",
+            valid=False,
+            detail=f"demand_rps={observation.demand_rps!r}, now={now!r}",
+        )
         return bad, state
     target, reason, rps, q, detail = _plan(forecast, quality, observation, policy)
-    cutoff = now - policy.scale_down_delay_s
-    recent = tuple(r for r in state.recent if r[0] > cutoff) + ((now, target),)
-    held = max(n for _, n in recent)
+    # While the forecast is off, hold as long as the HPA's downscale stabilization would.
+    hold_s = (
+        policy.scale_down_delay_s if q is not None else max(policy.scale_down_delay_s, policy.fallback_hold_s)
+    )
+    keep = now - max(policy.scale_down_delay_s, policy.fallback_hold_s)
+    recent = (*tuple(r for r in state.recent if r[0] > keep), (now, target))
+    held = max(n for t, n in recent if t > now - hold_s)
     notes = [detail] if detail else []
     if held > target:
-        notes.append(f"scale-down delayed (held {held} for {policy.scale_down_delay_s:.0f} s)")
+        notes.append(f"scale-down delayed (held {held} for {hold_s:.0f} s)")
     replicas, limit_notes = _limit(held, observation, policy)
     notes.extend(limit_notes)
     decision = Decision(replicas, reason, True, rps, q, "; ".join(notes))

@@ -19,8 +19,14 @@ import numpy as np
 class CapacityEstimator:
     """Capacity per replica (requests/s at the SLO)."""
 
-    def __init__(self, *, fixed_rps: float | None = None, quantile: float = 0.9, window: int = 5000,
-                 min_samples: int = 30) -> None:
+    def __init__(
+        self,
+        *,
+        fixed_rps: float | None = None,
+        quantile: float = 0.9,
+        window: int = 5000,
+        min_samples: int = 30,
+    ) -> None:
         if fixed_rps is not None and not (math.isfinite(fixed_rps) and fixed_rps > 0):
             raise ValueError(f"fixed capacity must be > 0 requests/s, got {fixed_rps!r}")
         self.fixed_rps = fixed_rps
@@ -51,20 +57,23 @@ class CapacityEstimator:
 class LeadTimeEstimator:
     """Pod lead time (seconds from scale-up request to ready) at a high quantile."""
 
-    def __init__(self, *, prior_s: float, quantile: float = 0.95, window: int = 200,
-                 fixed_s: float | None = None) -> None:
+    def __init__(
+        self, *, prior_s: float, quantile: float = 0.95, window: int = 200, fixed_s: float | None = None
+    ) -> None:
         if not (math.isfinite(prior_s) and prior_s >= 0):
             raise ValueError(f"prior lead time must be >= 0 s, got {prior_s!r}")
         self.prior_s = prior_s
         self.fixed_s = fixed_s
         self.quantile = quantile
         self._delays: deque[float] = deque(maxlen=window)
+        self._cached: float | None = None
 
     def observe(self, requested_at_s: float, ready_at_s: float) -> None:
         """One scale-up: when it was requested and when its pod became ready."""
         delay = ready_at_s - requested_at_s
         if math.isfinite(delay) and delay >= 0:
             self._delays.append(delay)
+            self._cached = None
 
     def estimate_s(self) -> float:
         """Lead time to plan for: fixed, else the quantile of observed delays, else the prior."""
@@ -72,4 +81,6 @@ class LeadTimeEstimator:
             return self.fixed_s
         if not self._delays:
             return self.prior_s
-        return float(np.quantile(np.fromiter(self._delays, dtype=np.float64), self.quantile))
+        if self._cached is None:
+            self._cached = float(np.quantile(np.fromiter(self._delays, dtype=np.float64), self.quantile))
+        return self._cached

@@ -12,8 +12,8 @@ from forecaster.models.base import (
     NotFittedError,
 )
 from forecaster.models.registry import MODELS, make_model
-from forecaster.models.select import AutoModel, Selection
 from forecaster.models.seasonality import InsufficientHistoryError, detect_seasonalities
+from forecaster.models.select import AutoModel, Selection
 
 __all__ = [
     "DEFAULT_QUANTILES",

@@ -106,7 +106,9 @@ def as_series(y: npt.ArrayLike, *, min_length: int = 2) -> FloatArray:
         raise FitError(f"series has {arr.shape[0]} points; at least {min_length} needed")
     bad = np.flatnonzero(~np.isfinite(arr) | (arr < 0))
     if bad.size:
-        raise FitError(f"series value at index {int(bad[0])} is {arr[bad[0]]}; values must be finite and >= 0")
+        raise FitError(
+            f"series value at index {int(bad[0])} is {arr[bad[0]]}; values must be finite and >= 0"
+        )
     return arr
 
 

@@ -54,7 +54,7 @@ class BurstLevel:
     def _advance(self, arr: FloatArray) -> None:
         assert self._level is not None
         lvl, a = self._level, self.alpha
-        tail = arr[-(self.window * 4):]
+        tail = arr[-(self.window * 4) :]
         # Points older than the window only move the level; skip their deviations.
         for v in arr[: arr.shape[0] - tail.shape[0]]:
             lvl += a * (v - lvl)
@@ -63,7 +63,7 @@ class BurstLevel:
             dev[i] = v - lvl
             lvl += a * (v - lvl)
         self._level = lvl
-        self._dev = np.concatenate([self._dev, dev])[-self.window:]
+        self._dev = np.concatenate([self._dev, dev])[-self.window :]
 
     def update(self, y_new: FloatArray) -> Self:
         if self._level is None:

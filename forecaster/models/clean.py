@@ -9,8 +9,11 @@ interpolation. Level shifts are found so that selection can fit on the data afte
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from forecaster.models.base import FloatArray
+
+BoolArray = npt.NDArray[np.bool_]
 
 
 def zero_runs(y: FloatArray) -> list[tuple[int, int]]:
@@ -20,7 +23,7 @@ def zero_runs(y: FloatArray) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
-def gap_mask(y: FloatArray, *, min_run: int = 3, expected_total: float = 20.0) -> FloatArray:
+def gap_mask(y: FloatArray, *, min_run: int = 3, expected_total: float = 20.0) -> BoolArray:
     """Boolean mask of zeros that are collection gaps.
 
     A run of ``k >= min_run`` zeros is a gap when the mean of the ``k`` values on each side

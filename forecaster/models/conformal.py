@@ -15,6 +15,24 @@ from forecaster.models.base import FloatArray
 MIN_RESIDUALS = 8
 
 
+def residual_offsets(residuals: FloatArray, quantiles: tuple[float, ...], point: FloatArray) -> FloatArray:
+    """Quantiles of the residuals at each level (the band offsets before horizon growth)."""
+    finite = residuals[np.isfinite(residuals)]
+    if finite.shape[0] < MIN_RESIDUALS:
+        # Too few residuals to calibrate: a symmetric band of the spread of the point itself,
+        # wide on purpose; the online calibrator downstream measures and corrects it.
+        scale = float(np.std(point)) + 1.0
+        finite = np.array([-2.0 * scale, -scale, 0.0, scale, 2.0 * scale])
+    return np.asarray(np.quantile(finite, np.asarray(quantiles)), dtype=np.float64)
+
+
+def apply_offsets(point: FloatArray, offsets: FloatArray, growth: FloatArray | None = None) -> FloatArray:
+    """Bands ``point + offset * growth``, monotone in the level so rounding never crosses them."""
+    g = np.ones_like(point) if growth is None else growth
+    bands = point[None, :] + offsets[:, None] * g[None, :]
+    return np.maximum.accumulate(bands, axis=0)
+
+
 def residual_bands(
     point: FloatArray,
     residuals: FloatArray,
@@ -25,18 +43,8 @@ def residual_bands(
 
     ``growth`` (shape ``(h,)``) widens the residual quantiles with the horizon for models
     whose error compounds (level models); seasonal models pass ``None`` (constant width).
-    Rows are made monotone in q so that rounding never crosses bands.
     """
-    finite = residuals[np.isfinite(residuals)]
-    if finite.shape[0] < MIN_RESIDUALS:
-        # Too few residuals to calibrate: a symmetric band of the spread of the point itself,
-        # wide on purpose; the online calibrator downstream measures and corrects it.
-        scale = float(np.std(point)) + 1.0
-        finite = np.array([-2.0 * scale, -scale, 0.0, scale, 2.0 * scale])
-    offsets = np.quantile(finite, np.asarray(quantiles))
-    g = np.ones_like(point) if growth is None else growth
-    bands = point[None, :] + offsets[:, None] * g[None, :]
-    return np.maximum.accumulate(bands, axis=0)
+    return apply_offsets(point, residual_offsets(residuals, quantiles, point), growth)
 
 
 def sqrt_growth(h: int, cap: float = 4.0) -> FloatArray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 
@@ -73,8 +73,9 @@ class HoltWinters:
         self._advance(z)
         return self
 
-    def _estimate(self, z: FloatArray) -> dict[str, object]:
-        from statsmodels.tsa.holtwinters import ExponentialSmoothing
+    def _estimate(self, z: FloatArray) -> dict[str, Any]:
+        # Lazy: statsmodels costs seconds to import; only an ETS fit pays for it.
+        from statsmodels.tsa.holtwinters import ExponentialSmoothing  # noqa: PLC0415
 
         m = self.season_length
         with warnings.catch_warnings():
@@ -89,7 +90,7 @@ class HoltWinters:
                     seasonal_periods=m if m > 1 else None,
                     initialization_method="heuristic",
                 )
-                params: dict[str, object] = dict(model.fit().params)
+                params: dict[str, Any] = dict(model.fit().params)
             except (Warning, ValueError, np.linalg.LinAlgError) as e:
                 raise FitError(f"ets: {type(e).__name__}: {e}") from e
         for key in ("smoothing_level", "smoothing_trend", "damping_trend", "initial_level"):
@@ -116,7 +117,7 @@ class HoltWinters:
             if len(season) > 2 * m:
                 del season[:m]
         s.level, s.trend, s.season = lvl, tr, np.asarray(season[-m:])
-        self._residuals = np.concatenate([self._residuals, res])[-self.calibration_size:]
+        self._residuals = np.concatenate([self._residuals, res])[-self.calibration_size :]
 
     def update(self, y_new: FloatArray) -> Self:
         if self._state is None:

@@ -58,14 +58,15 @@ class MSTLModel:
         deseason = z - seasonal
         self._level = float(deseason[max(0, z.shape[0] - self.calibration_size - 1)])
         self._residuals = np.zeros(0)
-        tail = z[-self.calibration_size:]
+        tail = z[-self.calibration_size :]
         start = z.shape[0] - tail.shape[0]
         self._phase = (start - (z.shape[0] - longest)) % longest
         self._advance(tail)
         return self
 
     def _decompose(self, z: FloatArray) -> FloatArray:
-        from statsmodels.tsa.seasonal import MSTL
+        # Lazy: statsmodels costs seconds to import; only an MSTL fit pays for it.
+        from statsmodels.tsa.seasonal import MSTL  # noqa: PLC0415
 
         periods = self.season_lengths if len(self.season_lengths) > 1 else self.season_lengths[0]
         with warnings.catch_warnings():
@@ -91,7 +92,7 @@ class MSTLModel:
             lvl += a * res[i]
             self._phase = (self._phase + 1) % m
         self._level = lvl
-        self._residuals = np.concatenate([self._residuals, res])[-self.calibration_size:]
+        self._residuals = np.concatenate([self._residuals, res])[-self.calibration_size :]
 
     def update(self, y_new: FloatArray) -> Self:
         if self._profile is None:

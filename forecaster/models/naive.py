@@ -58,7 +58,7 @@ class SeasonalNaive:
         z = self._z
         last = z[-m:]
         point = np.array([last[j % m] for j in range(h)])
-        recent = z[-(self.calibration_size + m):]
+        recent = z[-(self.calibration_size + m) :]
         residuals = recent[m:] - recent[:-m]
         growth = np.array([1.0 + j // m for j in range(h)], dtype=np.float64) ** 0.5
         bands = residual_bands(point, residuals, self.quantiles, growth)

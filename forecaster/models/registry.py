@@ -51,7 +51,9 @@ SEASONAL_ONLY = frozenset({"mstl"})
 """Models that cannot run without a seasonality."""
 
 
-def make_model(name: str, seasons: tuple[int, ...] = (), quantiles: tuple[float, ...] = DEFAULT_QUANTILES) -> ForecastModel:
+def make_model(
+    name: str, seasons: tuple[int, ...] = (), quantiles: tuple[float, ...] = DEFAULT_QUANTILES
+) -> ForecastModel:
     """Build a registered model; unknown names list what is allowed."""
     factory = MODELS.get(name)
     if factory is None:

@@ -107,7 +107,12 @@ class AutoModel:
         filled, n_filled = fill_gaps(arr, seasons[0] if seasons else 0)
         notes = [f"filled {n_filled} gap points"] if n_filled else []
         names = candidate_names(filled.shape[0], seasons, self.candidates)
-        scores = {n: rolling_origin_mae(filled, n, seasons, self.horizon, self.origins) for n in names}
+        # A single candidate needs no contest: skip the rolling-origin fits.
+        scores = (
+            {n: rolling_origin_mae(filled, n, seasons, self.horizon, self.origins) for n in names}
+            if len(names) > 1
+            else dict.fromkeys(names, float("nan"))
+        )
         ranked = sorted(names, key=lambda n: scores[n])
         for name in ranked:
             try:

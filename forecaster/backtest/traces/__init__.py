@@ -1,0 +1,1 @@
+"""Built-in example traces (data only; see README.md for sources and licenses)."""
