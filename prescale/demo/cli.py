@@ -19,7 +19,7 @@ from forecaster.backtest.trace import TraceError, load_trace
 from prescale.demo import live, offline, report
 
 log = logging.getLogger(__name__)
-DEFAULT_TRACE = BUILTIN / "nasa_http_1995_jul_per_minute.csv"
+DEFAULT_TRACE = BUILTIN / "servegen_m_large_per_10min.csv"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -28,9 +28,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cluster", action="store_true",
                    help="replay in-process only (seconds; no control plane needed)")
     p.add_argument("--trace", type=Path, default=DEFAULT_TRACE,
-                   help="trace CSV (timestamp_s,requests); default: NASA HTTP July 1995, per minute")
-    p.add_argument("--day", type=int, default=10,
-                   help="which day of the trace to replay (0-based; default 10)")
+                   help="trace CSV (timestamp_s,requests); default: ServeGen LLM serving (Alibaba), 10-minute buckets")
+    p.add_argument("--day", type=int, default=12,
+                   help="which day of the trace to replay (0-based; default 12)")
     p.add_argument("--history-days", type=float, default=7.0,
                    help="days before it the forecaster learns from (default 7)")
     p.add_argument("--peak-replicas", type=int, default=20,
