@@ -28,7 +28,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cluster", action="store_true",
                    help="replay in-process only (seconds; no control plane needed)")
     p.add_argument("--trace", type=Path, default=DEFAULT_TRACE,
-                   help="trace CSV (timestamp_s,requests); default: ServeGen LLM serving (Alibaba), 10-minute buckets")
+                   help="trace CSV (timestamp_s,requests); default: ServeGen LLM serving, 10-min buckets")
     p.add_argument("--day", type=int, default=12,
                    help="which day of the trace to replay (0-based; default 12)")
     p.add_argument("--history-days", type=float, default=7.0,
