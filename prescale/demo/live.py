@@ -166,7 +166,7 @@ async def _run_stack(plan: Plan, args: argparse.Namespace, address: str,
         print("loading the demand history into Prometheus", flush=True)
         now = time.time()
         storage = plan.work / "prometheus" / "tsdb"
-        await asyncio.to_thread(ls.backfill_history, storage, _history(plan, now, start_sim))
+        await asyncio.to_thread(ls.backfill_history, storage, _history(plan, now, start_sim), ports.traffic)
         p = prom.start_prometheus(plan.work / "prometheus", ls.prometheus_config(ports), storage=storage)
         stack.callback(p.stop)
         clock = CompressedClock(plan.factor, start_sim_s=start_sim)

@@ -78,9 +78,15 @@ def adapter(cluster: Cluster, work: Path, address: str, prometheus_url: str) -> 
         yield p
 
 
-def backfill_history(storage: Path, demand: list[tuple[float, float]]) -> None:
-    """History of the demand gauge for both deployments; ``demand`` is (unix time, rps)."""
-    series = [prom.Series(DEMAND_METRIC, {"namespace": NAMESPACE, "deployment": d}, demand)
+def backfill_history(storage: Path, demand: list[tuple[float, float]], traffic_port: int) -> None:
+    """History of the demand gauge for both deployments; ``demand`` is (unix time, rps).
+
+    The labels are exactly those the live scrape will add (job, instance), so history and live
+    samples form one series: a second series would stay "current" for Prometheus' 5-minute
+    lookback after its last sample, which is days of trace time here.
+    """
+    scrape = {"job": "demand", "instance": f"127.0.0.1:{traffic_port}"}
+    series = [prom.Series(DEMAND_METRIC, {"namespace": NAMESPACE, "deployment": d, **scrape}, demand)
               for d in (HPA_DEPLOYMENT, PRESCALE_DEPLOYMENT)]
     prom.backfill(storage, series)
 

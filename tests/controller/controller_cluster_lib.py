@@ -1,0 +1,399 @@
+"""Helpers for the controller's tests on the real control plane: the CRD, a replayed trace
+served to Prometheus, a minimal external-metrics API for the HPA baseline, a readiness poller,
+and the controller itself running in the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import csv
+import inspect
+import json
+import ssl
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import yaml
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from forecaster.controller.clock import SystemClock
+from forecaster.controller.events import EventRecorder
+from forecaster.controller.loop import Controller
+from forecaster.controller.metrics import ControllerMetrics
+from forecaster.controller.reconcile import Deps, Reconciler
+from forecaster.kube import Kube, Retrying
+from forecaster.source import PrometheusSource
+from prescale.stack import pki, procs
+from prescale.stack.cluster import Cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "deploy" / "crds" / "predictiveautoscalers.yaml"
+TRACE = Path(__file__).parent / "data" / "nasa_jul95_weekdays_18min.csv"
+
+
+def wait_for(cond: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s}s")
+        time.sleep(0.25)
+
+
+async def async_wait_for(cond: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = cond()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s}s")
+        await asyncio.sleep(0.25)
+
+
+def install_crd(cluster: Cluster) -> None:
+    cluster.apply(CRD.read_text())
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/predictiveautoscalers.autoscaling.prescale.dev",
+        "--timeout=30s",
+    )
+
+
+def gpu_deployment(name: str, namespace: str, replicas: int, ready_delay: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {
+                    "labels": {"app": name},
+                    "annotations": {"pod-ready.stage.kwok.x-k8s.io/delay": ready_delay},
+                },
+                "spec": {
+                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                    "containers": [
+                        {
+                            "name": "server",
+                            "image": "example.invalid/server:1",
+                            "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def pa_manifest(
+    namespace: str,
+    name: str,
+    target: str,
+    *,
+    pod_delay_s: float,
+    capacity_rps: float,
+    step_s: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A PredictiveAutoscaler on the replayed trace (seasonality: one compressed day, 160 s)."""
+    spec: dict[str, Any] = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+        "minReplicas": 1,
+        "maxReplicas": 7,
+        "demand": {"query": "sum(trace_requests_per_second)", "stepSeconds": step_s, "historySeconds": 800},
+        "capacity": {"requestsPerSecondPerReplica": capacity_rps},
+        "leadTime": {"podSeconds": pod_delay_s + 2, "measure": True},
+        "forecast": {
+            "seasonalitiesSeconds": [160],
+            "models": ["seasonal_naive"],
+            "refitIntervalSeconds": 600,
+        },
+        "behavior": {"scaleDownDelaySeconds": 60},
+        "actuation": {"mode": "direct"},
+    }
+    spec.update(extra)
+    return {
+        "apiVersion": "autoscaling.prescale.dev/v1alpha1",
+        "kind": "PredictiveAutoscaler",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def hpa_manifest(
+    namespace: str, name: str, max_replicas: int, target_rps: float, min_replicas: int = 1
+) -> dict[str, Any]:
+    """A real HPA on the external metric ``trace_requests_per_second`` (AverageValue per pod)."""
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": min_replicas,
+            "maxReplicas": max_replicas,
+            "metrics": [
+                {
+                    "type": "External",
+                    "external": {
+                        "metric": {"name": "trace_requests_per_second"},
+                        "target": {"type": "AverageValue", "averageValue": str(int(target_rps))},
+                    },
+                }
+            ],
+        },
+    }
+
+
+@dataclass
+class CompressedTrace:
+    """A real trace replayed fast: bucket ``b`` of the trace happens at ``t0 + (b - live_bin) * bin_s``."""
+
+    t0: float
+    bin_s: float
+    live_bin: int
+    scale: float
+    counts: np.ndarray = field(default_factory=lambda: load_trace(TRACE))
+
+    def rps(self, t: float) -> float:
+        """Demand at wall time ``t`` (linear between buckets)."""
+        b = (t - self.t0) / self.bin_s + self.live_bin
+        b = min(max(b, 0.0), self.counts.shape[0] - 1.0)
+        lo = int(b)
+        hi = min(lo + 1, self.counts.shape[0] - 1)
+        w = b - lo
+        return float(((1 - w) * self.counts[lo] + w * self.counts[hi]) * self.scale)
+
+    def history(self, step_s: float) -> list[tuple[float, float]]:
+        """Samples from the trace's first bucket up to ``t0`` (for backfill)."""
+        start = self.t0 - self.live_bin * self.bin_s
+        n = int((self.t0 - start) / step_s)
+        return [(start + i * step_s, self.rps(start + i * step_s)) for i in range(n)]
+
+
+def load_trace(path: Path) -> np.ndarray:
+    with path.open() as f:
+        rows = [r for r in csv.reader(line for line in f if not line.startswith("#"))][1:]
+    return np.array([float(r[1]) for r in rows])
+
+
+class _TraceCollector(Collector):
+    def __init__(self, value: Callable[[], float]) -> None:
+        self.value = value
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("trace_requests_per_second", "replayed demand", value=self.value())
+
+
+@contextlib.contextmanager
+def trace_exporter(value: Callable[[], float]) -> Iterator[int]:
+    """Serve ``trace_requests_per_second`` on a free loopback port."""
+    registry = CollectorRegistry()
+    registry.register(_TraceCollector(value))
+    port = procs.free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        yield port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+class _ExternalMetrics(BaseHTTPRequestHandler):
+    value: Callable[[], float] = staticmethod(lambda: 0.0)
+    GV = "/apis/external.metrics.k8s.io/v1beta1"
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        if path == self.GV:
+            doc: dict[str, Any] = {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": "external.metrics.k8s.io/v1beta1",
+                "resources": [
+                    {
+                        "name": "*",
+                        "singularName": "",
+                        "namespaced": True,
+                        "kind": "ExternalMetricValueList",
+                        "verbs": ["get"],
+                    }
+                ],
+            }
+        elif path.startswith(self.GV + "/namespaces/"):
+            metric = path.rsplit("/", 1)[-1]
+            milli = round(type(self).value() * 1000)
+            doc = {
+                "kind": "ExternalMetricValueList",
+                "apiVersion": "external.metrics.k8s.io/v1beta1",
+                "metadata": {},
+                "items": [
+                    {
+                        "metricName": metric,
+                        "metricLabels": {},
+                        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        "value": f"{milli}m",
+                    }
+                ],
+            }
+        else:
+            self.send_response(404)
+            self.end_headers()
+            return
+        data = json.dumps(doc).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@contextlib.contextmanager
+def external_metrics_api(
+    cluster: Cluster, namespace: str, address: str, work: Path, value: Callable[[], float]
+) -> Iterator[None]:
+    """A minimal ``external.metrics.k8s.io`` server registered with the aggregator (test only)."""
+    ca, leaf = (
+        pki.KeyPair(work / "em-ca.crt", work / "em-ca.key"),
+        pki.KeyPair(work / "em.crt", work / "em.key"),
+    )
+    pki.make_ca(ca, "em-ca")
+    pki.make_leaf(leaf, ca, "em", server=True, dns=(f"em.{namespace}.svc",), ips=(address,))
+    handler = type("Handler", (_ExternalMetrics,), {"value": staticmethod(value)})
+    port = procs.free_port(address)
+    server = ThreadingHTTPServer((address, port), handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(leaf.cert), str(leaf.key))
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    objects = [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "em", "namespace": namespace},
+            "spec": {"ports": [{"name": "https", "port": 443, "protocol": "TCP"}]},
+        },
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": "em-1",
+                "namespace": namespace,
+                "labels": {
+                    "kubernetes.io/service-name": "em",
+                    "endpointslice.kubernetes.io/managed-by": "prescale-tests",
+                },
+            },
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+        },
+        {
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": {"name": "v1beta1.external.metrics.k8s.io"},
+            "spec": {
+                "group": "external.metrics.k8s.io",
+                "version": "v1beta1",
+                "groupPriorityMinimum": 100,
+                "versionPriority": 100,
+                "caBundle": base64.b64encode(ca.cert.read_bytes()).decode(),
+                "service": {"name": "em", "namespace": namespace, "port": 443},
+            },
+        },
+    ]
+    try:
+        cluster.apply(yaml.safe_dump_all(objects))
+
+        def available() -> bool:
+            doc = json.loads(
+                cluster.kubectl("get", "apiservice", "v1beta1.external.metrics.k8s.io", "-o", "json")
+            )
+            return any(
+                c["type"] == "Available" and c["status"] == "True"
+                for c in doc.get("status", {}).get("conditions", [])
+            )
+
+        wait_for(available, 60, "external metrics APIService Available")
+        yield
+    finally:
+        cluster.kubectl("delete", "apiservice", "v1beta1.external.metrics.k8s.io", "--ignore-not-found")
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@dataclass
+class ReadyHistory:
+    """``(wall time, ready replicas, spec replicas)`` samples per Deployment."""
+
+    samples: dict[str, list[tuple[float, int, int]]] = field(default_factory=dict)
+
+    def first_ready(self, name: str, k: int) -> float | None:
+        return next((t for t, r, _ in self.samples.get(name, []) if r >= k), None)
+
+
+async def poll_ready(
+    kube: Kube,
+    namespace: str,
+    names: list[str],
+    history: ReadyHistory,
+    stop: asyncio.Event,
+    *,
+    period_s: float = 0.25,
+) -> None:
+    while not stop.is_set():
+        for name in names:
+            obj = await kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+            ready = int((obj.get("status") or {}).get("readyReplicas", 0) or 0)
+            history.samples.setdefault(name, []).append((time.time(), ready, int(obj["spec"]["replicas"])))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), period_s)
+
+
+@contextlib.asynccontextmanager
+async def running_controller(
+    kubeconfig: Path, prometheus_url: str, *, interval_s: float, namespace: str | None = None
+) -> AsyncIterator[Controller]:
+    """The controller (no leader election) running in this event loop until the block ends."""
+    clock = SystemClock()
+    async with Kube(str(kubeconfig)) as raw, aiohttp.ClientSession() as session:
+        kube = Retrying(raw)
+        deps = Deps(
+            kube,
+            PrometheusSource(prometheus_url, session),
+            clock,
+            EventRecorder(kube, clock),
+            interval_s=interval_s,
+        )
+        controller = Controller(Reconciler(deps), ControllerMetrics(), namespace=namespace)
+        stop = asyncio.Event()
+        task = asyncio.create_task(controller.run(stop))
+        try:
+            yield controller
+        finally:
+            stop.set()
+            await task

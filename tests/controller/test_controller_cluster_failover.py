@@ -1,0 +1,167 @@
+"""Two controller processes on one Lease: the leader is killed mid-scale, the other takes over
+within 15 s, and no action is applied twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from controller_cluster_lib import async_wait_for, gpu_deployment, pa_manifest, trace_exporter
+
+from forecaster.kube import Kube
+from prescale.stack import procs
+from prescale.stack import prometheus as prom
+from prescale.stack.cluster import Cluster
+
+pytestmark = pytest.mark.cluster
+
+LEASE_S = 6.0
+
+
+@contextlib.contextmanager
+def controller_process(
+    cluster: Cluster, prom_url: str, namespace: str, identity: str, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    argv = [
+        sys.executable,
+        "-m",
+        "prescale.cli",
+        "--log-format",
+        "json",
+        "forecaster",
+        f"--kubeconfig={cluster.kubeconfig}",
+        f"--prometheus-url={prom_url}",
+        f"--namespace={namespace}",
+        "--interval=1",
+        f"--lease-namespace={namespace}",
+        "--lease-name=prescale-forecaster",
+        f"--lease-duration={LEASE_S}",
+        "--renew-period=1",
+        f"--identity={identity}",
+        f"--metrics-address=127.0.0.1:{procs.free_port()}",
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def scaled_events(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
+    items = json.loads(cluster.kubectl("get", "events", "-n", namespace, "-o", "json"))["items"]
+    return sorted((e for e in items if e["reason"] == "Scaled"), key=lambda e: e["firstTimestamp"])
+
+
+async def test_killing_the_leader_mid_scale_hands_over_within_15s_without_repeating_actions(
+    cluster: Cluster, namespace: str, start_prometheus: Any, tmp_path: Path
+) -> None:
+    demand = {"rps": 15.0}
+    with trace_exporter(lambda: demand["rps"]) as port:
+        labels = {"job": "trace", "instance": f"127.0.0.1:{port}"}
+        t0 = time.time() + 3
+        history = [(t0 - 800 + i, 15.0 + 2.0 * math.sin(2 * math.pi * i / 160.0)) for i in range(800)]
+        p = start_prometheus(
+            {
+                "global": {"scrape_interval": "1s"},
+                "scrape_configs": [
+                    {"job_name": "trace", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+                ],
+            },
+            backfill=[prom.Series("trace_requests_per_second", labels, history)],
+        )
+        cluster.apply(
+            yaml.safe_dump_all(
+                [
+                    gpu_deployment("model", namespace, 1, "2s"),
+                    pa_manifest(
+                        namespace,
+                        "model",
+                        "model",
+                        pod_delay_s=2,
+                        capacity_rps=10,
+                        step_s=1,
+                        maxReplicas=8,
+                        behavior={"scaleDownDelaySeconds": 300},
+                    ),
+                ]
+            )
+        )
+        lease = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/prescale-forecaster"
+        dep = f"/apis/apps/v1/namespaces/{namespace}/deployments/model"
+        with (
+            controller_process(cluster, p.url, namespace, "a", tmp_path / "a.log") as a,
+            controller_process(cluster, p.url, namespace, "b", tmp_path / "b.log") as b,
+        ):
+            async with Kube(str(cluster.kubeconfig)) as kube:
+
+                async def holder() -> str:
+                    try:
+                        return str((await kube.get(lease))["spec"].get("holderIdentity") or "")
+                    except Exception:
+                        return ""
+
+                samples: list[tuple[int, int]] = []
+                stop = asyncio.Event()
+
+                async def poll() -> None:
+                    while not stop.is_set():
+                        d = await kube.get(dep)
+                        samples.append((int(d["spec"]["replicas"]), int(d["metadata"]["generation"])))
+                        await asyncio.sleep(0.2)
+
+                poller = asyncio.create_task(poll())
+                first = await async_wait_for(holder, 30, "a leader")
+                await async_wait_for(lambda: scaled_events(cluster, namespace), 30, "the first scale")
+                demand["rps"] = 45.0  # the leader starts scaling up ...
+
+                async def scaled_above(n: int) -> bool:
+                    return int((await kube.get(dep))["spec"]["replicas"]) >= n
+
+                await async_wait_for(lambda: scaled_above(4), 20, "the leader scaling for the rise")
+                leader, standby = (a, b) if first == "a" else (b, a)
+                leader.send_signal(signal.SIGKILL)  # ... and dies mid-scale
+                killed_at = time.time()
+                leader.wait(5)
+                await async_wait_for(lambda: _is_other(holder, first), 20, "the standby taking the Lease")
+                took_over_s = time.time() - killed_at
+                demand["rps"] = 65.0  # the new leader must act on what comes next
+
+                await async_wait_for(lambda: scaled_above(7), 30, "the new leader scaling")
+                assert standby.poll() is None
+                stop.set()
+                await poller
+    messages = [e["message"] for e in scaled_events(cluster, namespace)]
+    replicas = [r for i, (r, _) in enumerate(samples) if i == 0 or r != samples[i - 1][0]]
+    writes = samples[-1][1] - samples[0][1]
+    print(
+        f"\nfailover: standby took the Lease {took_over_s:.1f} s after the kill; replicas {replicas}, "
+        f"{writes} scale writes; events {messages}"
+    )
+    assert took_over_s <= 15.0
+    assert replicas == sorted(replicas), f"scale actions went back and forth: {replicas}"
+    # Every write to the Deployment changed its replicas: nothing was applied twice.
+    assert writes == len(replicas) - 1, (samples, messages)
+    assert len(messages) == len(set(messages)), f"an action was reported twice: {messages}"
+
+
+async def _is_other(holder: Any, first: str) -> bool:
+    h = await holder()
+    return bool(h) and h != first
