@@ -203,6 +203,7 @@ class Reconciler:
             max_replicas=spec.max_replicas,
             miss_cost_ratio=spec.miss_cost_ratio,
             scale_down_delay_s=spec.scale_down_delay_s,
+            fallback_hold_s=spec.fallback_hold_s,
             max_scale_up_rate=spec.max_scale_up_rate,
             max_scale_down_rate=spec.max_scale_down_rate,
         )

@@ -102,6 +102,8 @@ class PASpec:
     refit_interval_s: float = 3600.0
     """Full model refit period (between refits the model state is updated)."""
     scale_down_delay_s: float = 120.0
+    fallback_hold_s: float = 300.0
+    """While the forecast is gated off, scale-downs wait this long (the HPA's stabilization)."""
     max_scale_up_rate: float = 1000.0
     max_scale_down_rate: float = 2.0
     hpa_name: str = ""
@@ -218,6 +220,7 @@ def parse(obj: Mapping[str, Any]) -> PASpec:
         ),
         refit_interval_s=float(_get(fc, "refitIntervalSeconds", "spec.forecast", (int, float), 3600)),
         scale_down_delay_s=float(_get(beh, "scaleDownDelaySeconds", "spec.behavior", (int, float), 120)),
+        fallback_hold_s=float(_get(beh, "fallbackHoldSeconds", "spec.behavior", (int, float), 300)),
         max_scale_up_rate=float(_get(beh, "maxScaleUpRate", "spec.behavior", (int, float), 1000)),
         max_scale_down_rate=float(_get(beh, "maxScaleDownRate", "spec.behavior", (int, float), 2)),
         hpa_name=str(act.get("hpaName") or ""),

@@ -133,7 +133,7 @@ def _settings(plan: Plan, args: argparse.Namespace) -> ls.PredictiveSettings:
         capacity_rps=plan.capacity_rps, max_replicas=plan.max_replicas,
         pod_lead_s=args.pod_lead_s / plan.factor, history_s=args.history_days * 86400 / plan.factor,
         season_s=86400 / plan.factor, step_s=max(1.0, plan.demand.step_s / plan.factor),
-        scale_down_delay_s=max(1.0, 120 / plan.factor))
+        scale_down_delay_s=max(1.0, 120 / plan.factor), fallback_hold_s=max(1.0, 300 / plan.factor))
 
 
 def _start_workloads(c: cluster_mod.Cluster, plan: Plan, args: argparse.Namespace) -> None:

@@ -144,6 +144,7 @@ class PredictiveSettings:
     season_s: float
     step_s: float
     scale_down_delay_s: float
+    fallback_hold_s: float
 
 
 def predictive_autoscaler(s: PredictiveSettings) -> dict[str, object]:
@@ -159,7 +160,8 @@ def predictive_autoscaler(s: PredictiveSettings) -> dict[str, object]:
             "capacity": {"requestsPerSecondPerReplica": s.capacity_rps},
             "leadTime": {"podSeconds": s.pod_lead_s, "measure": False},
             "forecast": {"seasonalitiesSeconds": [s.season_s]},
-            "behavior": {"scaleDownDelaySeconds": s.scale_down_delay_s},
+            "behavior": {"scaleDownDelaySeconds": s.scale_down_delay_s,
+                         "fallbackHoldSeconds": s.fallback_hold_s},
             "actuation": {"mode": "direct"},
         },
     }
