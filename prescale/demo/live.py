@@ -104,9 +104,10 @@ async def _replay(c: cluster_mod.Cluster, plan: Plan, clock: CompressedClock,
             last_print = clock.elapsed_wall_s()
             need = math.ceil(demand / plan.capacity_rps)
             h, p = samples[ls.HPA_DEPLOYMENT], samples[ls.PRESCALE_DEPLOYMENT]
-            hh, mm = divmod(int((sim - plan.window.score_from_s) / 60), 60)
+            minutes = int((sim - plan.window.score_from_s) / 60)
+            sign, (hh, mm) = ("-" if minutes < 0 else ""), divmod(abs(minutes), 60)
             band = await asyncio.to_thread(_band, c)
-            print(f"[{hh:02d}:{mm:02d}] demand {demand:7.2f} rps, needs {need:3d} | "
+            print(f"[{sign}{hh:02d}:{mm:02d}] demand {demand:7.2f} rps, needs {need:3d} | "
                   f"hpa ready {h.ready:3d} (asked {h.desired:3d}) | prescale ready {p.ready:3d} "
                   f"(asked {p.desired:3d}) | forecast peak {band} rps", flush=True)
         await asyncio.sleep(SAMPLE_EVERY_WALL_S)
