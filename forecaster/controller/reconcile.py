@@ -230,6 +230,11 @@ class Reconciler:
         out = replace(out, headroom=await self._headroom(spec, ns, name, workload, out, policy=policy))
         conds = reconcile_conditions(mem, decision, wf, able)
         event = ("Scaled", applied.detail) if applied is not None and applied.changed else None
+        if event is not None:
+            log.info("scaled", extra={"fields": {
+                "pa": f"{ns}/{name}", "from": workload.replicas, "to": decision.replicas,
+                "reason": decision.reason, "detail": decision.detail, "demand_rps": round(demand, 3),
+                "error_ratio": round(quality.error_ratio, 3), "coverage": round(quality.coverage, 3)}})
         fields = status_fields(spec, mem, workload, out, policy, now=now)
         await self._report(pa, now, conds, fields, event, normal=True)
         return replace(out, ready=conds[0])
