@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from dataclasses import dataclass
 
 import yaml
 
 from prescale.stack.cluster import Cluster
-from prescale.stack.errors import StackError
+from prescale.stack.polling import wait_for
 
 
 @dataclass(frozen=True)
@@ -70,10 +69,8 @@ def is_available(cluster: Cluster, name: str) -> bool:
 
 
 def wait_available(cluster: Cluster, name: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not is_available(cluster, name):
-        if time.monotonic() > deadline:
-            doc = json.loads(cluster.kubectl("get", "apiservice", name, "-o", "json"))
-            raise StackError(f"APIService {name} not Available within {timeout_s:.0f}s: "
-                             f"{doc.get('status', {}).get('conditions')}")
-        time.sleep(0.25)
+    def conditions() -> str:
+        doc = json.loads(cluster.kubectl("get", "apiservice", name, "-o", "json"))
+        return f"conditions: {doc.get('status', {}).get('conditions')}"
+
+    wait_for(lambda: is_available(cluster, name), timeout_s, f"APIService {name} Available", conditions)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -21,6 +19,7 @@ import yaml
 from prescale.stack import kube_api, kwok_stages, procs
 from prescale.stack.errors import StackError
 from prescale.stack.pki import ClusterPki, make_cluster_pki
+from prescale.stack.polling import wait_for
 
 K8S_VERSION_FILE: Final = Path(__file__).resolve().parents[2] / "scripts" / "versions.env"
 BINARIES: Final = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl")
@@ -235,15 +234,6 @@ def _default_sa_exists(cluster: Cluster) -> bool:
     return True
 
 
-def poll(cond: Callable[[], bool], timeout_s: float, what: str, on_fail: str = "") -> None:
-    """Poll a no-argument predicate until true or raise StackError naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise StackError(f"{what}: not within {timeout_s:.0f}s\n{on_fail}")
-        time.sleep(0.25)
-
-
 def start(cfg: ClusterConfig) -> Cluster:
     """Start every component, create the GPU nodes, and return once pods can be scheduled."""
     missing = missing_binaries(cfg.bin_dir)
@@ -265,10 +255,10 @@ def start(cfg: ClusterConfig) -> Cluster:
         names = {f"gpu-node-{i}" for i in range(cfg.gpu_nodes)}
         docs = [gpu_node_manifest(n, cfg.gpus_per_node) for n in sorted(names)]
         cluster.apply(yaml.safe_dump_all(docs))
-        poll(lambda: _nodes_schedulable(cluster, names), cfg.start_timeout_s,
-             "GPU nodes Ready and untainted", cluster.logs())
-        poll(lambda: _default_sa_exists(cluster), cfg.start_timeout_s,
-             "default service account", cluster.logs())
+        wait_for(lambda: _nodes_schedulable(cluster, names), cfg.start_timeout_s,
+                 "GPU nodes Ready and untainted", cluster.logs)
+        wait_for(lambda: _default_sa_exists(cluster), cfg.start_timeout_s,
+                 "default service account", cluster.logs)
     except BaseException:
         cluster.stop()
         raise

@@ -33,7 +33,7 @@ from forecaster.controller.metrics import ControllerMetrics
 from forecaster.controller.reconcile import Deps, Reconciler
 from forecaster.kube import Kube, Retrying
 from forecaster.source import PrometheusSource
-from prescale.stack import pki, procs
+from prescale.stack import pki, polling, procs
 from prescale.stack.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,14 +42,7 @@ TRACE = Path(__file__).parent / "data" / "nasa_jul95_weekdays_18min.csv"
 
 
 def wait_for(cond: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s}s")
-        time.sleep(0.25)
+    return polling.wait_for(cond, timeout_s, what)
 
 
 async def async_wait_for(cond: Callable[[], Any], timeout_s: float, what: str) -> Any:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 import yaml
 from deploylib import Obj, helm_template
 
+from prescale.stack import polling
 from prescale.stack.cluster import Cluster, pinned_version
 from prescale.stack.errors import StackError
 
@@ -27,14 +27,7 @@ CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "PriorityClass", "APIServ
 
 
 def wait_for(cond: Callable[[], Any], timeout_s: float, what: str, cluster: Cluster) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout_s}s\n{cluster.logs()}")
-        time.sleep(0.5)
+    return polling.wait_for(cond, timeout_s, what, cluster.logs, interval_s=0.5)
 
 
 def get(cluster: Cluster, *args: str) -> Any:

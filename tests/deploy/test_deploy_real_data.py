@@ -32,6 +32,7 @@ from deploylib import ROOT
 from metric_catalog import EXTERNAL, controller_names, metric_names
 from real_stack import DEPLOYMENT, NAMESPACE, NODE, Exporter, Traffic, adapter, insecure, serving
 
+from prescale.stack import polling
 from prescale.stack import prometheus as prom
 
 pytestmark = pytest.mark.prometheus
@@ -49,14 +50,7 @@ its first XID)."""
 
 
 def wait_for(cond: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout_s}s")
-        time.sleep(0.5)
+    return polling.wait_for(cond, timeout_s, what, interval_s=0.5)
 
 
 def concrete(expr: str) -> str:

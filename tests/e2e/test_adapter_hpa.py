@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,20 +23,10 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from prescale.stack import aggregation, pki, procs
 from prescale.stack.cluster import Cluster
 from prescale.stack.errors import StackError
+from prescale.stack.polling import wait_for
 
 pytestmark = pytest.mark.cluster
 APISERVICE = "v1beta1.external.metrics.k8s.io"
-
-
-def wait_for(cond: Callable[[], Any], timeout_s: float, what: str, logs: Callable[[], str]) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout_s}s\n{logs()}")
-        time.sleep(0.25)
 
 
 @dataclass

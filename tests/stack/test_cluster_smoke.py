@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,21 +16,14 @@ from typing import Any
 import pytest
 import yaml
 
-from prescale.stack import pki, procs
+from prescale.stack import pki, polling, procs
 from prescale.stack.cluster import Cluster
 
 pytestmark = pytest.mark.cluster
 
 
 def wait_for(cond: Callable[[], Any], timeout_s: float, what: str, cluster: Cluster) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout_s}s\n{cluster.logs()}")
-        time.sleep(0.25)
+    return polling.wait_for(cond, timeout_s, what, cluster.logs)
 
 
 def get(cluster: Cluster, *args: str) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,19 +11,9 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from prescale.stack import procs
 from prescale.stack import prometheus as prom
+from prescale.stack.polling import wait_for
 
 pytestmark = pytest.mark.prometheus
-
-
-def wait_for(cond: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout_s}s")
-        time.sleep(0.2)
 
 
 @pytest.fixture
