@@ -117,7 +117,8 @@ async def _external_value(request: web.Request) -> web.Response:
     ns, metric = request.match_info["namespace"], request.match_info["metric"]
     _check_names(ns, metric)
     selector = parse_selector(request.query.get("labelSelector"))
-    samples = await deps.provider.external(ns, metric, selector)
+    async with asyncio.timeout(deps.request_timeout_s):
+        samples = await deps.provider.external(ns, metric, selector)
     doc, dropped = ser.external_list(metric, samples)
     _observe(deps, "external", samples_ts=[s.timestamp_s for s in samples], dropped=dropped)
     return _store(request, doc)
@@ -148,7 +149,8 @@ async def _custom_value(request: web.Request) -> web.Response:
         parse_selector(request.query.get("labelSelector")),
         parse_selector(request.query.get("metricLabelSelector")),
     )
-    samples = await deps.provider.custom(query)
+    async with asyncio.timeout(deps.request_timeout_s):
+        samples = await deps.provider.custom(query)
     doc, dropped = ser.custom_list(version, metric, query.metric_selector, samples)
     _observe(deps, "custom", samples_ts=[s.timestamp_s for s in samples], dropped=dropped)
     if name != "*" and not doc["items"]:
@@ -182,12 +184,15 @@ def _route_name(request: web.Request) -> str:
 async def errors_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Deadline, Status errors, request counters and latency: the one place codes are mapped."""
+    """Status errors, request counters and latency: the one place codes are mapped.
+
+    The request deadline applies where a request can wait, the upstream query and the
+    SubjectAccessReview, so cached answers and static documents pay nothing for it.
+    """
     deps = request.app[DEPS]
     started = time.perf_counter()
     try:
-        async with asyncio.timeout(deps.request_timeout_s):
-            resp = await handler(request)
+        resp = await handler(request)
     except MetricNotFound as e:
         resp = status_response(404, "NotFound", str(e))
     except (SelectorError, BadQuery) as e:
@@ -218,7 +223,8 @@ def make_app(deps: Deps) -> web.Application:
     middlewares: list[Middleware] = [errors_middleware]
     if deps.security is not None:
         open_paths = HEALTH_PATHS | ({"/metrics"} if deps.public_metrics else frozenset())
-        middlewares.append(security_middleware(deps.security, open_paths, deps.metrics))
+        middlewares.append(
+            security_middleware(deps.security, open_paths, deps.metrics, deps.request_timeout_s))
     app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
     app[DEPS] = deps
     app[BODIES] = BodyCache(deps.response_cache_s)

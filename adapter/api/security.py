@@ -7,6 +7,7 @@ as ``system:kube-aggregator`` with no groups, and a 403 there would make the gro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 from collections.abc import Awaitable, Callable, Set
@@ -80,8 +81,9 @@ def peer_certificate(request: web.Request) -> bytes | None:
     return der if der else None
 
 
-def security_middleware(security: Security, open_paths: Set[str], metrics: AdapterMetrics) -> Middleware:
-    """Authenticate (401), authorize (403) or let through."""
+def security_middleware(security: Security, open_paths: Set[str], metrics: AdapterMetrics,
+                        review_timeout_s: float) -> Middleware:
+    """Authenticate (401), authorize (403) or let through; a review past its deadline is a 503."""
 
     @web.middleware
     async def middleware(
@@ -97,7 +99,8 @@ def security_middleware(security: Security, open_paths: Set[str], metrics: Adapt
         attrs = attributes_for(request.path)
         if attrs is not None:
             try:
-                allowed = await security.authorizer.allowed(identity, attrs)
+                async with asyncio.timeout(review_timeout_s):
+                    allowed = await security.authorizer.allowed(identity, attrs)
             except Exception:  # the review itself failed: not a decision, so not a 403
                 metrics.auth.labels("review_error").inc()
                 return _reply(503, "ServiceUnavailable", "authorization check failed; retry later")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -29,6 +30,9 @@ from adapter.server import RunningAdapter, start_adapter
 E = "/apis/external.metrics.k8s.io/v1beta1"
 
 
+REQUEST_TIMEOUT_S = 1.0
+
+
 @dataclass
 class FakeReviewer:
     """Allows the HPA's service account only; records every review."""
@@ -36,11 +40,14 @@ class FakeReviewer:
     allowed_users: set[str] = field(default_factory=lambda: {"system:serviceaccount:kube-system:hpa"})
     calls: list[tuple[Identity, Attributes]] = field(default_factory=list)
     fail: bool = False
+    hang: bool = False
 
     async def review(self, identity: Identity, attrs: Attributes) -> bool:
         self.calls.append((identity, attrs))
         if self.fail:
             raise ConnectionError("apiserver down")
+        if self.hang:  # an apiserver that accepts the review and never answers
+            await asyncio.Event().wait()
         return identity.user in self.allowed_users
 
 
@@ -67,7 +74,8 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     reviewer = FakeReviewer()
     header = RequestHeaderConfig(front.pem, allowed_names=("front-proxy-client", "aggregator"))
     adapter = await start_adapter(
-        provider, request_header=header, reviewer=reviewer, client_ca_pem=client_ca.pem
+        provider, request_header=header, reviewer=reviewer, client_ca_pem=client_ca.pem,
+        request_timeout_s=REQUEST_TIMEOUT_S,
     )
     try:
         yield Env(
@@ -142,6 +150,15 @@ async def test_denied_403_and_review_error_503(env: Env) -> None:
     env.reviewer.fail = True
     code, _ = await _get(env, f"{E}/namespaces/default/queue", env.proxy, {"X-Remote-User": "carol"})
     assert code == 503
+
+
+async def test_hanging_review_is_503_within_the_request_deadline(env: Env) -> None:
+    env.reviewer.hang = True
+    started = time.monotonic()
+    code, body = await _get(env, f"{E}/namespaces/default/queue", env.proxy, {"X-Remote-User": "dave"})
+    assert code == 503
+    assert body["reason"] == "ServiceUnavailable"
+    assert time.monotonic() - started < REQUEST_TIMEOUT_S + 5
 
 
 async def test_open_and_discovery_paths(env: Env) -> None:
