@@ -6,7 +6,7 @@ Figures (all on the simulated backend, pods from a real gRPC PodResources server
 - scrape p50/p99 of ``/metrics`` (the server's Renderer: cached snapshot + freshness gauge) at
   8 GPUs, 64 GPUs and 8 GPUs x 7 MIG instances, every family, every device held by a pod;
 - baseline A: ``prometheus_client.generate_latest`` over a registry of plain Gauges holding the
-  same series (the issue's yardstick);
+  same series (the yardstick for the exporter's own scrape path);
 - baseline B: a naive design that reads the backend, calls the kubelet and renders with
   ``generate_latest`` on every scrape (what dcgm-exporter does with its per-scrape PodMapper);
 - the per-snapshot render the loop does off the scrape path (ours, and the same via generate_latest);

@@ -5,7 +5,7 @@
 Prints, in one run:
 - the bare model call (1 row, in-process) and the server at low load (1 connection), p50/p99;
 - the best throughput at the p99 target with batching off (max_batch_size 1) and on, and
-  their ratio (the issue asks for >= 3x);
+  their ratio (the goal is >= 3x);
 - overload: many connections against a bounded queue; the offered rate as a multiple of the
   measured capacity, the share of 429s and the p99 (all answers, and 2xx from the server's
   own histogram).

@@ -1,6 +1,6 @@
 """The three dashboards: GPU fleet, serving, autoscaler.
 
-Metric names are the DESIGN.md contract (``gpu_*`` from gpu_exporter, ``inference_*`` from the
+Metric names are the docs/design.md contract (``gpu_*`` from gpu_exporter, ``inference_*`` from the
 serving pods or the exporter's traffic presets, ``prescale_*`` from the forecaster) plus
 kube-state-metrics for Deployment replicas. Per-GPU values use ``max by (node, gpu)``: a GPU
 shared by several containers is exported once per holder with the same value.

@@ -1,6 +1,6 @@
 """prometheus_client Collector over the latest snapshot: a scrape never touches NVML or the kubelet.
 
-Naming ``prescale`` (default) follows DESIGN.md: base units, ``gpu_*`` families, labels ``gpu``,
+Naming ``prescale`` (default) follows docs/design.md: base units, ``gpu_*`` families, labels ``gpu``,
 ``uuid``, ``model``, ``node`` (+ ``mig_profile``, ``gpu_instance`` for MIG instances, and
 ``namespace``, ``pod``, ``container`` for each container holding the device: a shared GPU yields
 one series per holder with the device's value, so ``max by (uuid)`` de-duplicates).

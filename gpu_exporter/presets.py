@@ -4,7 +4,7 @@ One plugin shape (a ``Preset`` is a tuple of ``Rule``s), one dict registry, and 
 over every preset. ``normalize`` is pure: exposition text in, normalized samples out (summed over
 the source labels that the normalized family drops, e.g. vLLM's ``finished_reason``).
 
-Families (DESIGN.md): ``inference_requests_total{model,code}``,
+Families (docs/design.md): ``inference_requests_total{model,code}``,
 ``inference_request_duration_seconds`` (histogram), ``inference_queue_depth``,
 ``inference_inflight_requests``, ``inference_batch_size`` (histogram),
 ``inference_prompt_tokens_total``, ``inference_generation_tokens_total``.

@@ -1,4 +1,4 @@
-"""The server's metrics, in the ``inference_*`` families of DESIGN.md, on an explicit registry.
+"""The server's metrics, in the ``inference_*`` families of docs/design.md, on an explicit registry.
 
 Every per-model family carries ``namespace`` and ``pod`` (from the downward API) and
 ``model``, so the gpu_exporter's traffic presets and the adapter read the bundled server with

@@ -1,4 +1,4 @@
-"""The replay model (DESIGN.md): pods that take a lead time to become ready, optional GPU
+"""The replay model (docs/design.md): pods that take a lead time to become ready, optional GPU
 node pools, and the scoring of one policy's run.
 
 Step ``i`` covers ``[i*step, (i+1)*step)``. At its start, pods and nodes that became ready are

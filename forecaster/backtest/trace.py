@@ -1,5 +1,5 @@
 """Reading and checking a trace CSV (``timestamp_s,requests[,...]``), and turning it into
-demand per control step under the replay model of DESIGN.md.
+demand per control step under the replay model of docs/design.md.
 
 Every problem is one line naming the row (1-based, header is row 1) and what is allowed.
 """

@@ -1,4 +1,4 @@
-"""The controller's forecasts and decisions as Prometheus metrics (names pinned in DESIGN.md).
+"""The controller's forecasts and decisions as Prometheus metrics (names pinned in docs/design.md).
 
 A custom Collector over the latest :class:`Outcome` per PredictiveAutoscaler, computed at
 scrape time on an explicit registry: a scrape never waits on a reconcile. Per-target

@@ -1,4 +1,4 @@
-"""Scores of a live demo run, with the replay model's definitions (DESIGN.md):
+"""Scores of a live demo run, with the replay model's definitions (docs/design.md):
 under-provisioned share = sum(max(0, demand - ready * capacity)) / sum(demand), and GPU-hours
 = GPUs held by existing (starting or ready) replicas x time, both in trace time."""
 
