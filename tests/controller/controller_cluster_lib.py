@@ -10,6 +10,7 @@ import contextlib
 import csv
 import inspect
 import json
+import math
 import ssl
 import threading
 import time
@@ -34,6 +35,7 @@ from forecaster.controller.reconcile import Deps, Reconciler
 from forecaster.kube import Kube, Retrying
 from forecaster.source import PrometheusSource
 from prescale.stack import pki, polling, procs
+from prescale.stack import prometheus as prom
 from prescale.stack.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -209,6 +211,24 @@ def trace_exporter(value: Callable[[], float]) -> Iterator[int]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def trace_prometheus(start_prometheus: Any, port: int, history: list[tuple[float, float]]) -> Any:
+    """A real Prometheus scraping the trace exporter on ``port`` every second, with ``history``
+    backfilled under the scrape's own labels so history and live samples form one series."""
+    labels = {"job": "trace", "instance": f"127.0.0.1:{port}"}
+    return start_prometheus(
+        {
+            "global": {"scrape_interval": "1s"},
+            "scrape_configs": [{"job_name": "trace", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}],
+        },
+        backfill=[prom.Series("trace_requests_per_second", labels, history)],
+    )
+
+
+def sine_history(end_s: float, rps: float) -> list[tuple[float, float]]:
+    """800 one-second samples ending at ``end_s``: ``rps`` plus a 160 s sine of amplitude 2."""
+    return [(end_s - 800 + i, rps + 2.0 * math.sin(2 * math.pi * i / 160.0)) for i in range(800)]
 
 
 class _ExternalMetrics(BaseHTTPRequestHandler):

@@ -30,10 +30,10 @@ from controller_cluster_lib import (
     poll_ready,
     running_controller,
     trace_exporter,
+    trace_prometheus,
 )
 
 from forecaster.kube import Kube
-from prescale.stack import prometheus as prom
 from prescale.stack.cluster import Cluster
 
 pytestmark = pytest.mark.cluster
@@ -60,16 +60,7 @@ async def test_direct_mode_has_replicas_ready_before_the_rise_and_the_hpa_lags(
 ) -> None:
     trace = CompressedTrace(t0=time.time() + 8.0, bin_s=STEP_S, live_bin=338, scale=0.028)
     with trace_exporter(lambda: trace.rps(time.time())) as port:
-        labels = {"job": "trace", "instance": f"127.0.0.1:{port}"}
-        p = start_prometheus(
-            {
-                "global": {"scrape_interval": "1s"},
-                "scrape_configs": [
-                    {"job_name": "trace", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
-                ],
-            },
-            backfill=[prom.Series("trace_requests_per_second", labels, trace.history(1.0))],
-        )
+        p = trace_prometheus(start_prometheus, port, trace.history(1.0))
         with external_metrics_api(
             cluster,
             namespace,

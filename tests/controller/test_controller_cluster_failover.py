@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import signal
 import subprocess
 import sys
@@ -17,11 +16,17 @@ from typing import Any
 
 import pytest
 import yaml
-from controller_cluster_lib import async_wait_for, gpu_deployment, pa_manifest, trace_exporter
+from controller_cluster_lib import (
+    async_wait_for,
+    gpu_deployment,
+    pa_manifest,
+    sine_history,
+    trace_exporter,
+    trace_prometheus,
+)
 
 from forecaster.kube import Kube
 from prescale.stack import procs
-from prescale.stack import prometheus as prom
 from prescale.stack.cluster import Cluster
 
 pytestmark = pytest.mark.cluster
@@ -75,18 +80,7 @@ async def test_killing_the_leader_mid_scale_hands_over_within_15s_without_repeat
 ) -> None:
     demand = {"rps": 15.0}
     with trace_exporter(lambda: demand["rps"]) as port:
-        labels = {"job": "trace", "instance": f"127.0.0.1:{port}"}
-        t0 = time.time() + 3
-        history = [(t0 - 800 + i, 15.0 + 2.0 * math.sin(2 * math.pi * i / 160.0)) for i in range(800)]
-        p = start_prometheus(
-            {
-                "global": {"scrape_interval": "1s"},
-                "scrape_configs": [
-                    {"job_name": "trace", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
-                ],
-            },
-            backfill=[prom.Series("trace_requests_per_second", labels, history)],
-        )
+        p = trace_prometheus(start_prometheus, port, sine_history(time.time() + 3, 15.0))
         cluster.apply(
             yaml.safe_dump_all(
                 [

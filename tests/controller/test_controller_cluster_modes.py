@@ -21,11 +21,11 @@ from controller_cluster_lib import (
     pa_manifest,
     running_controller,
     trace_exporter,
+    trace_prometheus,
 )
 
 from forecaster.decider import REASONS
 from forecaster.kube import Kube
-from prescale.stack import prometheus as prom
 from prescale.stack.cluster import Cluster
 from prescale.stack.errors import StackError
 
@@ -65,16 +65,7 @@ async def test_hpa_floor_does_not_fight_the_hpa_and_holds_when_prometheus_is_gon
 ) -> None:
     demand = {"rps": 20.0}
     with trace_exporter(lambda: demand["rps"] + 2.0 * math.sin(2 * math.pi * time.time() / 160.0)) as port:
-        labels = {"job": "trace", "instance": f"127.0.0.1:{port}"}
-        p = start_prometheus(
-            {
-                "global": {"scrape_interval": "1s"},
-                "scrape_configs": [
-                    {"job_name": "trace", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
-                ],
-            },
-            backfill=[prom.Series("trace_requests_per_second", labels, flat_history(time.time() + 3, 20.0))],
-        )
+        p = trace_prometheus(start_prometheus, port, flat_history(time.time() + 3, 20.0))
         with external_metrics_api(cluster, namespace, private_address, tmp_path, lambda: demand["rps"]):
             cluster.apply(
                 yaml.safe_dump_all(

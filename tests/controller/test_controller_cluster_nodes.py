@@ -23,10 +23,10 @@ from controller_cluster_lib import (
     pa_manifest,
     running_controller,
     trace_exporter,
+    trace_prometheus,
 )
 
 from forecaster.kube import Kube, NotFound
-from prescale.stack import prometheus as prom
 from prescale.stack.cluster import Cluster, gpu_node_manifest
 
 pytestmark = pytest.mark.cluster
@@ -80,16 +80,7 @@ async def test_placeholders_bring_nodes_ahead_and_serving_pods_preempt_them(
             await kube.create("/api/v1/nodes", gpu_node_manifest(f"{pool}-n0", 8, pool=pool))
             created[f"{pool}-n0"] = time.time()
             with trace_exporter(lambda: trace.rps(time.time())) as port:
-                labels = {"job": "trace", "instance": f"127.0.0.1:{port}"}
-                p = start_prometheus(
-                    {
-                        "global": {"scrape_interval": "1s"},
-                        "scrape_configs": [
-                            {"job_name": "trace", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
-                        ],
-                    },
-                    backfill=[prom.Series("trace_requests_per_second", labels, trace.history(1.0))],
-                )
+                p = trace_prometheus(start_prometheus, port, trace.history(1.0))
                 cluster.apply(
                     yaml.safe_dump_all(
                         [

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -23,12 +22,13 @@ from controller_cluster_lib import (
     gpu_deployment,
     pa_manifest,
     running_controller,
+    sine_history,
     trace_exporter,
+    trace_prometheus,
 )
 
 from forecaster.kube import Kube
 from prescale.stack import procs
-from prescale.stack import prometheus as prom
 from prescale.stack.cluster import Cluster
 
 pytestmark = pytest.mark.cluster
@@ -86,18 +86,7 @@ async def test_the_controller_resumes_after_the_api_server_comes_back(
     cluster: Cluster, namespace: str, start_prometheus: Any, tmp_path: Path
 ) -> None:
     with trace_exporter(lambda: 15.0) as port:
-        labels = {"job": "trace", "instance": f"127.0.0.1:{port}"}
-        t0 = time.time() + 3
-        history = [(t0 - 800 + i, 15.0 + 2.0 * math.sin(2 * math.pi * i / 160.0)) for i in range(800)]
-        p = start_prometheus(
-            {
-                "global": {"scrape_interval": "1s"},
-                "scrape_configs": [
-                    {"job_name": "trace", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
-                ],
-            },
-            backfill=[prom.Series("trace_requests_per_second", labels, history)],
-        )
+        p = trace_prometheus(start_prometheus, port, sine_history(time.time() + 3, 15.0))
         cluster.apply(
             yaml.safe_dump_all(
                 [
