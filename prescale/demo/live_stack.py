@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from prescale.stack import aggregation, pki, procs
+from prescale.stack import aggregation, procs
 from prescale.stack import prometheus as prom
+from prescale.stack.adapter import EXTERNAL, run_adapter
 from prescale.stack.cluster import Cluster
 
 NAMESPACE = "prescale-demo"
@@ -56,26 +55,12 @@ def process(name: str, argv: list[str], log: Path) -> Iterator[procs.Process]:
 @contextlib.contextmanager
 def adapter(cluster: Cluster, work: Path, address: str, prometheus_url: str) -> Iterator[procs.Process]:
     """``prescale adapter`` on the private address, registered as the external metrics API."""
-    ca = pki.KeyPair(work / "adapter-ca.crt", work / "adapter-ca.key")
-    serving = pki.KeyPair(work / "adapter.crt", work / "adapter.key")
-    pki.make_ca(ca, "prescale-demo-adapter-ca")
-    pki.make_leaf(serving, ca, "prescale-adapter", server=True,
-                  dns=("prescale-adapter.kube-system.svc",), ips=(address,))
-    rules = work / "adapter-rules.yaml"
-    rules.write_text(yaml.safe_dump({"rules": [{
-        "name": EXTERNAL_METRIC, "query": f"max({DEMAND_METRIC}{{<<matchers>>}})", "freshness_s": 60}]}))
-    port = procs.free_port(address)
-    backend = aggregation.ApiServiceBackend(
-        group="external.metrics.k8s.io", version="v1beta1", service="prescale-adapter",
-        namespace="kube-system", address=address, port=port, ca_pem=ca.cert.read_bytes())
-    with process("prescale-adapter", cli(
-            "adapter", f"--bind-address={address}", f"--secure-port={port}",
-            f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
-            f"--rules={rules}", f"--prometheus-url={prometheus_url}", f"--kubeconfig={cluster.kubeconfig}",
-    ), work / "logs" / "adapter.log") as p:
-        aggregation.register(cluster, backend)
-        aggregation.wait_available(cluster, backend.name, 60)
-        yield p
+    rules = {"rules": [{"name": EXTERNAL_METRIC, "query": f"max({DEMAND_METRIC}{{<<matchers>>}})",
+                        "freshness_s": 60}]}
+    with run_adapter(cluster, work, address, prometheus_url, rules=rules, groups=(EXTERNAL,),
+                     log=work / "logs" / "adapter.log") as running:
+        aggregation.wait_available(cluster, running.backends[0].name, 60)
+        yield running.process
 
 
 def backfill_history(storage: Path, demand: list[tuple[float, float]], traffic_port: int) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +19,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from prescale.stack import aggregation, pki, procs
+from prescale.stack import aggregation, procs
+from prescale.stack.adapter import LocalAdapter, run_adapter
 from prescale.stack.cluster import Cluster
 from prescale.stack.errors import StackError
 from prescale.stack.polling import wait_for
@@ -57,52 +57,22 @@ def demand_exporter() -> Iterator[Demand]:
 
 @pytest.fixture
 def adapter(cluster: Cluster, tmp_path: Path, private_address: str, start_prometheus: Any,
-            demand_exporter: Demand) -> Iterator[Adapter]:
+            demand_exporter: Demand) -> Iterator[LocalAdapter]:
     exporter_port = demand_exporter.port
     prom = start_prometheus({
         "global": {"scrape_interval": "1s"},
         "scrape_configs": [{"job_name": "demand",
                             "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}],
     })
-    ca = pki.KeyPair(tmp_path / "adapter-ca.crt", tmp_path / "adapter-ca.key")
-    serving = pki.KeyPair(tmp_path / "adapter.crt", tmp_path / "adapter.key")
-    pki.make_ca(ca, "e2e-adapter-ca")
-    pki.make_leaf(serving, ca, "prescale-adapter", server=True,
-                  dns=("prescale-adapter.kube-system.svc",), ips=(private_address,))
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(yaml.safe_dump({"rules": [
+    rules = {"rules": [
         {"name": "e2e_requests_per_second", "query": "sum(e2e_requests_per_second{<<matchers>>})"},
         {"name": "e2e_total_requests_per_second",
          "query": "sum(e2e_total_requests_per_second{<<matchers>>})"},
         {"name": "e2e_pod_requests_per_second", "api": "custom", "resource": "pods", "object_label": "pod",
          "query": "sum by (<<group_by>>) (e2e_pod_requests_per_second{<<matchers>>})"},
-    ]}))
-    port = procs.free_port(private_address)
-    proc = procs.start("prescale-adapter", [
-        sys.executable, "-m", "prescale.cli", "--log-format", "json", "adapter",
-        f"--bind-address={private_address}", f"--secure-port={port}",
-        f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
-        f"--rules={rules}", f"--prometheus-url={prom.url}", f"--kubeconfig={cluster.kubeconfig}",
-    ], tmp_path / "adapter.log")
-    backends = [aggregation.ApiServiceBackend(
-        group=group, version=version, service="prescale-adapter",
-        namespace="kube-system", address=private_address, port=port, ca_pem=ca.cert.read_bytes())
-        for group, version in (("external.metrics.k8s.io", "v1beta1"), ("custom.metrics.k8s.io", "v1beta2"))]
-    for b in backends:
-        aggregation.register(cluster, b)
-    try:
-        yield Adapter(proc, f"https://{private_address}:{port}", ca.cert)
-    finally:
-        for b in backends:
-            aggregation.unregister(cluster, b)
-        proc.stop()
-
-
-@dataclass(frozen=True)
-class Adapter:
-    process: procs.Process
-    url: str
-    ca: Path
+    ]}
+    with run_adapter(cluster, tmp_path, private_address, prom.url, rules=rules) as running:
+        yield running
 
 
 def deployment(name: str, ns: str) -> dict[str, Any]:
@@ -131,7 +101,7 @@ def replicas(cluster: Cluster, ns: str, name: str) -> int:
 
 
 def test_real_hpa_scales_on_the_adapters_external_metric(
-        cluster: Cluster, adapter: Adapter, demand_exporter: Demand) -> None:
+        cluster: Cluster, adapter: LocalAdapter, demand_exporter: Demand) -> None:
     gauge = demand_exporter.external
     ns = "e2e-adapter-hpa"
     cluster.kubectl("create", "namespace", ns)
@@ -182,7 +152,7 @@ def test_real_hpa_scales_on_the_adapters_external_metric(
 
 
 def test_value_target_without_selector_and_pods_custom_metric(
-        cluster: Cluster, adapter: Adapter, demand_exporter: Demand) -> None:
+        cluster: Cluster, adapter: LocalAdapter, demand_exporter: Demand) -> None:
     ns = "e2e-adapter-custom"
     cluster.kubectl("create", "namespace", ns)
 
@@ -223,7 +193,8 @@ def test_value_target_without_selector_and_pods_custom_metric(
     cluster.kubectl("delete", "namespace", ns, "--wait=false")
 
 
-def test_forged_identity_headers_without_the_front_proxy_certificate_are_refused(adapter: Adapter) -> None:
+def test_forged_identity_headers_without_the_front_proxy_certificate_are_refused(
+        adapter: LocalAdapter) -> None:
     ctx = ssl.create_default_context(cafile=str(adapter.ca))
     req = urllib.request.Request(
         f"{adapter.url}/apis/external.metrics.k8s.io/v1beta1/namespaces/default/e2e_requests_per_second",
