@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +21,7 @@ EXTERNAL_METRIC = "prescale_demo_requests_per_second"
 CRD_FILE = Path(__file__).resolve().parents[2] / "deploy" / "crds" / "predictiveautoscalers.yaml"
 
 
-def cli(*args: str) -> list[str]:
-    """The prescale command line of this interpreter (works from a checkout or an install)."""
-    return [sys.executable, "-m", "prescale.cli", "--log-format", "json", *args]
+cli = procs.prescale_command
 
 
 @dataclass(frozen=True)

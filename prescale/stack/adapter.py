@@ -5,7 +5,6 @@ metrics API group, removed again when the context ends."""
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,12 +44,11 @@ def run_adapter(cluster: Cluster, work: Path, address: str, prometheus_url: str,
     rules_file = work / "adapter-rules.yaml"
     rules_file.write_text(yaml.safe_dump(dict(rules)))
     port = procs.free_port(address)
-    proc = procs.start("prescale-adapter", [
-        sys.executable, "-m", "prescale.cli", "--log-format", "json", "adapter",
-        f"--bind-address={address}", f"--secure-port={port}",
+    proc = procs.start("prescale-adapter", procs.prescale_command(
+        "adapter", f"--bind-address={address}", f"--secure-port={port}",
         f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
         f"--rules={rules_file}", f"--prometheus-url={prometheus_url}", f"--kubeconfig={cluster.kubeconfig}",
-    ], log or work / "adapter.log")
+    ), log or work / "adapter.log")
     backends = tuple(aggregation.ApiServiceBackend(
         group=group, version=version, service=SERVICE, namespace=NAMESPACE, address=address, port=port,
         ca_pem=ca.cert.read_bytes()) for group, version in groups)

@@ -7,8 +7,10 @@ to, a private address that only exists inside that namespace.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import ssl
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,9 +85,13 @@ class Cluster:
     def apply(self, manifest: str) -> str:
         return self.kubectl("apply", "-f", "-", stdin=manifest)
 
+    @functools.cached_property
+    def _admin_tls(self) -> ssl.SSLContext:
+        return kube_api.admin_context(self.pki)
+
     def get(self, path: str) -> Any:
         """GET an API path as the admin (fast: no kubectl process), parsed JSON."""
-        return kube_api.get_json(f"{self.server}{path}", kube_api.admin_context(self.pki))
+        return kube_api.get_json(f"{self.server}{path}", self._admin_tls)
 
     def logs(self) -> str:
         """The last lines of every component's log, for a failed test."""

@@ -6,12 +6,18 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prescale.stack.errors import StackError
+
+
+def prescale_command(*args: str) -> list[str]:
+    """The prescale command line of this interpreter (works from a checkout or an install)."""
+    return [sys.executable, "-m", "prescale.cli", "--log-format", "json", *args]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
