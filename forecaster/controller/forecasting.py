@@ -157,18 +157,19 @@ class TargetForecaster:
             self.model, self.fit_error = None, f"{type(e).__name__}: {e}"
 
     def _replay_tail(self, tail: FloatArray, window_steps: int) -> None:
-        """Issue window forecasts over the held-back tail, score them, and advance the model."""
+        """Walk the held-back tail as if live: advance the model a slot, then issue and score
+        the window that opens on that slot (see :meth:`window`)."""
         assert self.model is not None
-        for j in range(tail.shape[0]):
-            if j + window_steps <= tail.shape[0]:
-                point = float(self.model.predict(window_steps).mean.max())
-                naive = float(tail[j - 1]) if j else point
-                self.calibrator.observe(
-                    point, None, float(tail[j : j + window_steps].max()), naive_peak=naive
-                )
-                self.scored += 1
+        n = tail.shape[0]
+        for j in range(n):
             self.model.update(tail[j : j + 1])
-        self._model_next_i += tail.shape[0]
+            if j + window_steps < n:
+                seen = float(tail[j])
+                point = max(float(self.model.predict(window_steps).mean.max()), seen)
+                actual = float(tail[j : j + window_steps + 1].max())
+                self.calibrator.observe(point, None, actual, naive_peak=seen)
+                self.scored += 1
+        self._model_next_i += n
 
     def advance(self) -> None:
         """Feed the model every slot it has not seen yet (carried forward over gaps)."""
@@ -204,11 +205,12 @@ class TargetForecaster:
         if self.model is None:
             return None, math.nan
         try:
-            fc = self.model.predict(steps + 1)
+            fc = self.model.predict(steps)
         except (ModelError, ValueError) as e:
             self.fit_error = f"predict failed: {e}"
             return None, math.nan
-        point = float(fc.mean.max())
+        # The window opens on the slot just observed: its peak is at least what that slot holds.
+        point = max(float(fc.mean.max()), self.latest() or 0.0)
         sel = self.model.selection
         wf = self.calibrator.window_forecast(point, sel.chosen if sel else "", fc.notes)
         planned = wf.at(self.calibrator.target) if wf is not None else None

@@ -20,6 +20,7 @@ from prescale.demo import live, offline, report
 
 log = logging.getLogger(__name__)
 DEFAULT_TRACE = BUILTIN / "servegen_m_large_per_10min.csv"
+DEFAULT_MISS_COST = 10.0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,6 +38,9 @@ def parser() -> argparse.ArgumentParser:
                    help="capacity per replica is set so the day's peak needs this many (default 20)")
     p.add_argument("--pod-lead-s", type=float, default=180.0,
                    help="seconds from scale-up to a Ready replica, in trace time (default 180)")
+    p.add_argument("--miss-cost-ratio", type=float, default=DEFAULT_MISS_COST,
+                   help="cost of one replica-hour of unserved demand in GPU replica-hours; sets the "
+                        f"quantile prescale plans on, q = r / (r + 1) (default {DEFAULT_MISS_COST:g})")
     p.add_argument("--day-minutes", type=float, default=10.0,
                    help="wall-clock minutes one day of traffic takes in the cluster demo (default 10)")
     p.add_argument("--out", type=Path, default=Path("demo-report"),
@@ -59,7 +63,7 @@ def _run_offline(args: argparse.Namespace) -> int:
     window = offline.cut_window(trace, args.day, args.history_days)
     print(f"{trace.name}: replaying day {args.day} after {args.history_days:g} days of history "
           f"(in-process replay model, pod lead time {args.pod_lead_s:g} s)", file=sys.stderr)
-    result = offline.run(window, args.peak_replicas, args.pod_lead_s, _progress)
+    result = offline.run(window, args.peak_replicas, args.pod_lead_s, args.miss_cost_ratio, _progress)
     rows = offline.rows_of(result)
     print(report.table_text(rows))
     path = args.out / "report.html"
@@ -70,9 +74,9 @@ def _run_offline(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    if args.peak_replicas < 1 or args.pod_lead_s < 0 or args.day_minutes <= 0:
-        print("prescale demo: --peak-replicas must be >= 1, --pod-lead-s >= 0 and --day-minutes > 0",
-              file=sys.stderr)
+    if args.peak_replicas < 1 or args.pod_lead_s < 0 or args.day_minutes <= 0 or not args.miss_cost_ratio > 0:
+        print("prescale demo: --peak-replicas must be >= 1, --pod-lead-s >= 0, --day-minutes > 0 and "
+              "--miss-cost-ratio > 0", file=sys.stderr)
         return 2
     try:
         if args.no_cluster:

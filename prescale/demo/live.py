@@ -134,7 +134,8 @@ def _settings(plan: Plan, args: argparse.Namespace) -> ls.PredictiveSettings:
         capacity_rps=plan.capacity_rps, max_replicas=plan.max_replicas,
         pod_lead_s=args.pod_lead_s / plan.factor, history_s=args.history_days * 86400 / plan.factor,
         season_s=86400 / plan.factor, step_s=max(1.0, plan.demand.step_s / plan.factor),
-        scale_down_delay_s=max(1.0, 120 / plan.factor), fallback_hold_s=max(1.0, 300 / plan.factor))
+        scale_down_delay_s=max(1.0, 120 / plan.factor), fallback_hold_s=max(1.0, 300 / plan.factor),
+        miss_cost_ratio=args.miss_cost_ratio)
 
 
 def _start_workloads(c: cluster_mod.Cluster, plan: Plan, args: argparse.Namespace) -> None:
@@ -207,7 +208,7 @@ def _summarize(plan: Plan, args: argparse.Namespace, tracks: dict[str, Track]) -
     live = {name: t.score(plan.capacity_rps, 1, from_sim_s=start) for name, t in tracks.items()}
     rows = [report.Row("hpa (live)", *vars(live[ls.HPA_DEPLOYMENT]).values()),
             report.Row("prescale (live)", *vars(live[ls.PRESCALE_DEPLOYMENT]).values())]
-    bt = offline.run(plan.window, args.peak_replicas, args.pod_lead_s)
+    bt = offline.run(plan.window, args.peak_replicas, args.pod_lead_s, args.miss_cost_ratio)
     rows += [r for r in offline.rows_of(bt) if r.policy in ("hpa", "predictive")]
     print(report.table_text(rows, baseline="hpa (live)"))
     hours = {n: [(s.sim_s - start) / 3600 for s in t.samples if s.sim_s >= start] for n, t in tracks.items()}
@@ -223,7 +224,8 @@ def _summarize(plan: Plan, args: argparse.Namespace, tracks: dict[str, Track]) -
                       plots={"Live run on the local cluster": plot},
                       params={"time compression": f"x{plan.factor:.0f}", "capacity per replica (rps)":
                               f"{plan.capacity_rps:.4f}", "pod lead time (s)": args.pod_lead_s,
-                              "HPA target utilization": HPA_TARGET},
+                              "HPA target utilization": HPA_TARGET,
+                              "miss cost ratio (prescale)": args.miss_cost_ratio},
                       notes=["'(live)' rows come from the cluster run; the others from prescale backtest's "
                              "replay model on the same day (15 s steps)."])
     print(f"report: {path}")

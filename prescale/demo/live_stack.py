@@ -127,6 +127,7 @@ class PredictiveSettings:
     step_s: float
     scale_down_delay_s: float
     fallback_hold_s: float
+    miss_cost_ratio: float
 
 
 def predictive_autoscaler(s: PredictiveSettings) -> dict[str, object]:
@@ -141,7 +142,7 @@ def predictive_autoscaler(s: PredictiveSettings) -> dict[str, object]:
                        "stepSeconds": s.step_s, "historySeconds": s.history_s},
             "capacity": {"requestsPerSecondPerReplica": s.capacity_rps},
             "leadTime": {"podSeconds": s.pod_lead_s, "measure": False},
-            "forecast": {"seasonalitiesSeconds": [s.season_s]},
+            "forecast": {"seasonalitiesSeconds": [s.season_s], "missCostRatio": s.miss_cost_ratio},
             "behavior": {"scaleDownDelaySeconds": s.scale_down_delay_s,
                          "fallbackHoldSeconds": s.fallback_hold_s},
             "actuation": {"mode": "direct"},

@@ -54,10 +54,11 @@ def cut_window(trace: Trace, day: int, history_days: float) -> DemoWindow:
     return DemoWindow(trace=sliced, score_from_s=start - begin, day_s=end - start)
 
 
-def run(window: DemoWindow, peak_replicas: int, pod_lead_s: float,
+def run(window: DemoWindow, peak_replicas: int, pod_lead_s: float, miss_cost_ratio: float,
         progress: Callable[[str, float], None] | None = None) -> BacktestResult:
     params = BacktestParams(peak_replicas=peak_replicas, pod_lead_s=pod_lead_s,
-                            score_from_s=window.score_from_s, policies=("oracle", "hpa", "predictive"))
+                            miss_cost_ratio=miss_cost_ratio, score_from_s=window.score_from_s,
+                            policies=("oracle", "hpa", "predictive"))
     return run_backtest(window.trace, params, progress)
 
 
