@@ -26,7 +26,7 @@ from forecaster.backtest.trace import demand_per_step, load_trace
 from prescale.demo import live_stack as ls
 from prescale.demo import offline, report
 from prescale.demo.clock import CompressedClock
-from prescale.demo.score import Sample, Track
+from prescale.demo.score import Sample, Track, write_samples
 from prescale.demo.traffic import DemandSource, Target, TrafficCollector, make_app
 from prescale.stack import cluster as cluster_mod
 from prescale.stack import netns, procs
@@ -228,7 +228,8 @@ def _summarize(plan: Plan, args: argparse.Namespace, tracks: dict[str, Track]) -
                               "miss cost ratio (prescale)": args.miss_cost_ratio},
                       notes=["'(live)' rows come from the cluster run; the others from prescale backtest's "
                              "replay model on the same day (15 s steps)."])
-    print(f"report: {path}")
+    write_samples(args.out / "samples.csv", tracks.values())
+    print(f"report: {path} (every sample: {args.out / 'samples.csv'})")
     return 0
 
 

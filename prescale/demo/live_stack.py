@@ -141,7 +141,7 @@ def predictive_autoscaler(s: PredictiveSettings) -> dict[str, object]:
                                 f'deployment="{PRESCALE_DEPLOYMENT}"}})',
                        "stepSeconds": s.step_s, "historySeconds": s.history_s},
             "capacity": {"requestsPerSecondPerReplica": s.capacity_rps},
-            "leadTime": {"podSeconds": s.pod_lead_s, "measure": False},
+            "leadTime": {"podSeconds": s.pod_lead_s, "measure": True},
             "forecast": {"seasonalitiesSeconds": [s.season_s], "missCostRatio": s.miss_cost_ratio},
             "behavior": {"scaleDownDelaySeconds": s.scale_down_delay_s,
                          "fallbackHoldSeconds": s.fallback_hold_s},

@@ -39,11 +39,12 @@ class Curve:
 def table_text(rows: Sequence[Row], baseline: str = "hpa") -> str:
     """The comparison as a plain-text table, with ratios against ``baseline``."""
     base = next((r for r in rows if r.policy == baseline), None)
-    out = [f"{'policy':<12} {'under-prov.':>11} {'GPU-hours':>10} {'vs ' + baseline:>10} "
+    width = max([len("policy"), *(len(r.policy) for r in rows)])
+    out = [f"{'policy':<{width}} {'under-prov.':>11} {'GPU-hours':>10} {'vs ' + baseline:>15} "
            f"{'viol. min':>9} {'actions':>7}"]
     for r in rows:
         ratio = f"{r.gpu_hours / base.gpu_hours:.2f}x" if base and base.gpu_hours > 0 else "-"
-        out.append(f"{r.policy:<12} {r.under_provisioned_share:>10.2%} {r.gpu_hours:>10.1f} {ratio:>10} "
+        out.append(f"{r.policy:<{width}} {r.under_provisioned_share:>11.2%} {r.gpu_hours:>10.1f} {ratio:>15} "
                    f"{r.violation_minutes:>9.1f} {r.scale_actions:>7d}")
     return "\n".join(out)
 

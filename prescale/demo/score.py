@@ -4,7 +4,10 @@ under-provisioned share = sum(max(0, demand - ready * capacity)) / sum(demand), 
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -64,3 +67,14 @@ class Track:
             violation_minutes=violation_s / 60.0,
             scale_actions=actions,
         )
+
+
+def write_samples(path: Path, tracks: Iterable[Track]) -> None:
+    """Every sample of every track as CSV (``deployment,trace_s,demand_rps,ready,held,desired``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["deployment", "trace_s", "demand_rps", "ready", "held", "desired"])
+        for t in tracks:
+            w.writerows([t.name, f"{s.sim_s:.1f}", f"{s.demand_rps:.4f}", s.ready, s.held, s.desired]
+                        for s in t.samples)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from prescale.demo.clock import CompressedClock
-from prescale.demo.score import Sample, Track
+from prescale.demo.score import Sample, Track, write_samples
 from prescale.demo.traffic import DemandSource, Target, TrafficCollector, make_app
 
 
@@ -22,6 +25,19 @@ def test_track_scores_shortfall_and_gpu_hours() -> None:
     assert s.gpu_hours == pytest.approx(2 * 200 / 3600)
     assert s.violation_minutes == pytest.approx(100 / 60)
     assert s.scale_actions == 0
+
+
+def test_samples_csv_holds_every_sample_of_every_track(tmp_path: Path) -> None:
+    a, b = Track("hpa"), Track("prescale")
+    a.add(Sample(0, 10.0, ready=1, held=2, desired=2))
+    b.add(Sample(0, 10.0, ready=3, held=3, desired=3))
+    b.add(Sample(60, 12.5, ready=3, held=4, desired=4))
+    out = tmp_path / "run" / "samples.csv"
+    write_samples(out, [a, b])
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert [(r["deployment"], float(r["trace_s"]), int(r["held"])) for r in rows] == [
+        ("hpa", 0.0, 2), ("prescale", 0.0, 3), ("prescale", 60.0, 4)]
+    assert float(rows[-1]["demand_rps"]) == 12.5
 
 
 def test_track_rejects_samples_out_of_order() -> None:
