@@ -7,7 +7,9 @@
   adapter serves it to an HPA that scales on it.
 - ``dry-run``: nothing is written; status and metrics only.
 
-Each returns the replicas it put in place (or None when it wrote nothing).
+Each returns the replicas it put in place (or None when it wrote nothing). With
+``raise_only`` (a reconcile between cycles) a write that would lower what is in place is not
+made: scale-downs and their rate limits belong to the periodic cycle.
 """
 
 from __future__ import annotations
@@ -31,11 +33,22 @@ class Applied:
     detail: str = ""
 
 
+def held(current: int, wanted: int) -> str:
+    return f"{current} -> {wanted} waits for the next cycle (only raises between cycles)"
+
+
 class Actuator(Protocol):
     """Puts ``replicas`` in place for one target."""
 
     async def apply(
-        self, kube: KubeApi, namespace: str, spec: PASpec, workload: Workload, replicas: int
+        self,
+        kube: KubeApi,
+        namespace: str,
+        spec: PASpec,
+        workload: Workload,
+        replicas: int,
+        *,
+        raise_only: bool = False,
     ) -> Applied: ...
 
 
@@ -43,10 +56,19 @@ class DirectScale:
     """``direct``: write the target's ``/scale``."""
 
     async def apply(
-        self, kube: KubeApi, namespace: str, spec: PASpec, workload: Workload, replicas: int
+        self,
+        kube: KubeApi,
+        namespace: str,
+        spec: PASpec,
+        workload: Workload,
+        replicas: int,
+        *,
+        raise_only: bool = False,
     ) -> Applied:
         if workload.replicas == replicas:
             return Applied(replicas, False)
+        if raise_only and replicas < workload.replicas:
+            return Applied(workload.replicas, False, held(workload.replicas, replicas))
         await scale_to(kube, workload.path, replicas)
         return Applied(replicas, True, f"scaled {workload.replicas} -> {replicas}")
 
@@ -55,7 +77,14 @@ class HpaFloor:
     """``hpa-floor``: raise and lower the HPA's ``minReplicas``."""
 
     async def apply(
-        self, kube: KubeApi, namespace: str, spec: PASpec, workload: Workload, replicas: int
+        self,
+        kube: KubeApi,
+        namespace: str,
+        spec: PASpec,
+        workload: Workload,
+        replicas: int,
+        *,
+        raise_only: bool = False,
     ) -> Applied:
         path = f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers/{spec.hpa_name}"
         hpa = await kube.get(path)
@@ -64,6 +93,8 @@ class HpaFloor:
         current = int(hspec.get("minReplicas", 1))
         if current == floor:
             return Applied(floor, False)
+        if raise_only and floor < current:
+            return Applied(current, False, held(current, floor))
         await kube.merge_patch(path, {"spec": {"minReplicas": floor}})
         return Applied(floor, True, f"HPA {spec.hpa_name} minReplicas {current} -> {floor}")
 
@@ -72,7 +103,14 @@ class NoWrite:
     """``external-metric`` and ``dry-run``: status and metrics only."""
 
     async def apply(
-        self, kube: KubeApi, namespace: str, spec: PASpec, workload: Workload, replicas: int
+        self,
+        kube: KubeApi,
+        namespace: str,
+        spec: PASpec,
+        workload: Workload,
+        replicas: int,
+        *,
+        raise_only: bool = False,
     ) -> Applied:
         return Applied(None, False)
 

@@ -30,6 +30,7 @@ from forecaster.controller.clock import Clock
 from forecaster.controller.events import EventRecorder
 from forecaster.controller.forecasting import TargetForecaster
 from forecaster.controller.leadtime import ScaleUp, measure_scale_up
+from forecaster.controller.nodelead import NodeLead
 from forecaster.controller.report import reconcile_conditions, status_fields
 from forecaster.controller.spec import GROUP, PLURAL, VERSION, PASpec, SpecError, parse
 from forecaster.controller.state import Memory, Outcome
@@ -96,11 +97,24 @@ class Reconciler:
                 else LeadTimeEstimator(prior_s=spec.pod_lead_time_s, fixed_s=fixed)
             )
             lead.prior_s, lead.fixed_s = spec.pod_lead_time_s, fixed
-            mem = Memory(spec, generation, TargetForecaster(spec, phase=_phase(key)), lead)
+            node_lead = mem.node_lead if mem is not None else None
+            if spec.node_pool is None:
+                node_lead = None
+            else:
+                prior = spec.node_pool.node_lead_time_s
+                if node_lead is None:
+                    node_lead = NodeLead(LeadTimeEstimator(prior_s=prior))
+                node_lead.estimator.prior_s = prior
+                node_lead.estimator.fixed_s = None if spec.measure_lead_time else prior
+            mem = Memory(
+                spec, generation, TargetForecaster(spec, phase=_phase(key)), lead, node_lead=node_lead
+            )
             self.memory[key] = mem
         return mem
 
-    async def reconcile(self, pa: Mapping[str, Any]) -> Outcome:
+    async def reconcile(self, pa: Mapping[str, Any], *, triggered: bool = False) -> Outcome:
+        """Reconcile one object. ``triggered``: between cycles, because its target changed; the
+        forecast is not recorded for calibration again and the target is never lowered."""
         meta = pa.get("metadata") or {}
         ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
         generation = int(meta.get("generation", 0))
@@ -113,7 +127,7 @@ class Reconciler:
             return Outcome(ns, name, cond)
         mem = self._memory((ns, name), spec, generation)
         try:
-            return await self._run(pa, ns, name, spec, mem, now=now)
+            return await self._run(pa, ns, name, spec, mem, now=now, triggered=triggered)
         except _Hold as hold:
             await self._report(pa, now, hold.conds, {}, hold.event)
             return Outcome(
@@ -171,7 +185,7 @@ class Reconciler:
         )
 
     async def _forecast(
-        self, spec: PASpec, mem: Memory, now: float, window_s: float
+        self, spec: PASpec, mem: Memory, now: float, window_s: float, *, record: bool = True
     ) -> tuple[WindowForecast | None, float]:
         fc = mem.forecaster
         fc.advance()
@@ -182,10 +196,18 @@ class Reconciler:
             else:
                 fc.fit(now, steps)
         fc.settle()
-        return fc.window(now, window_s)
+        return fc.window(now, window_s, record=record)
 
     async def _run(
-        self, pa: Mapping[str, Any], ns: str, name: str, spec: PASpec, mem: Memory, *, now: float
+        self,
+        pa: Mapping[str, Any],
+        ns: str,
+        name: str,
+        spec: PASpec,
+        mem: Memory,
+        *,
+        now: float,
+        triggered: bool = False,
     ) -> Outcome:
         workload = await self._workload(spec, ns)
         demand = await self._collect(spec, mem, now)
@@ -196,7 +218,7 @@ class Reconciler:
         await self._measure(mem, workload, ns)
         lead_s = mem.lead.estimate_s()
         window_s = lead_s + self.deps.interval_s
-        wf, _point = await self._forecast(spec, mem, now, window_s)
+        wf, _point = await self._forecast(spec, mem, now, window_s, record=not triggered)
         policy = ScalingPolicy(
             capacity_per_replica_rps=capacity,
             min_replicas=spec.min_replicas,
@@ -211,7 +233,7 @@ class Reconciler:
         obs = Observation(demand, workload.replicas)
         decision, mem.decider = decide(wf, quality, obs, policy, mem.decider, now=now)
         mem.decisions[decision.reason] = mem.decisions.get(decision.reason, 0) + 1
-        applied, able = await self._actuate(spec, ns, workload, decision, mem, now=now)
+        applied, able = await self._actuate(spec, ns, workload, decision, mem, now=now, raise_only=triggered)
         out = Outcome(
             ns,
             name,
@@ -227,26 +249,48 @@ class Reconciler:
             dict(mem.decisions),
             (quality.error_ratio, quality.coverage),
         )
-        out = replace(out, headroom=await self._headroom(spec, ns, name, workload, out, policy=policy))
+        node_lead_s = mem.node_lead.estimate_s() if mem.node_lead is not None else None
+        out = replace(out, node_lead_time_s=node_lead_s)
+        room = await self._headroom(spec, ns, name, workload, out, policy=policy, raise_only=triggered)
+        out = replace(out, headroom=room)
         conds = reconcile_conditions(mem, decision, wf, able)
         event = ("Scaled", applied.detail) if applied is not None and applied.changed else None
         if event is not None:
-            log.info("scaled", extra={"fields": {
-                "pa": f"{ns}/{name}", "from": workload.replicas, "to": decision.replicas,
-                "reason": decision.reason, "detail": decision.detail, "demand_rps": round(demand, 3),
-                "error_ratio": round(quality.error_ratio, 3), "coverage": round(quality.coverage, 3)}})
+            log.info(
+                "scaled",
+                extra={
+                    "fields": {
+                        "pa": f"{ns}/{name}",
+                        "from": workload.replicas,
+                        "to": decision.replicas,
+                        "reason": decision.reason,
+                        "detail": decision.detail,
+                        "demand_rps": round(demand, 3),
+                        "error_ratio": round(quality.error_ratio, 3),
+                        "coverage": round(quality.coverage, 3),
+                    }
+                },
+            )
         fields = status_fields(spec, mem, workload, out, policy, now=now)
         await self._report(pa, now, conds, fields, event, normal=True)
         return replace(out, ready=conds[0])
 
     async def _actuate(
-        self, spec: PASpec, ns: str, workload: Workload, decision: Decision, mem: Memory, *, now: float
+        self,
+        spec: PASpec,
+        ns: str,
+        workload: Workload,
+        decision: Decision,
+        mem: Memory,
+        *,
+        now: float,
+        raise_only: bool = False,
     ) -> tuple[Applied | None, st.Condition]:
         if not decision.valid or not self.deps.allowed():
             return None, st.Condition("AbleToScale", True, "NotActing", "no valid decision or not the leader")
         try:
             applied = await self.deps.actuators[spec.mode].apply(
-                self.deps.kube, ns, spec, workload, decision.replicas
+                self.deps.kube, ns, spec, workload, decision.replicas, raise_only=raise_only
             )
         except KubeError as e:
             return None, st.Condition("AbleToScale", False, "FailedUpdateScale", str(e))
@@ -269,7 +313,15 @@ class Reconciler:
             mem.lead.observe(up.requested_at_s, up.requested_at_s + delay)
 
     async def _headroom(
-        self, spec: PASpec, ns: str, name: str, workload: Workload, out: Outcome, *, policy: ScalingPolicy
+        self,
+        spec: PASpec,
+        ns: str,
+        name: str,
+        workload: Workload,
+        out: Outcome,
+        *,
+        policy: ScalingPolicy,
+        raise_only: bool = False,
     ) -> Headroom | None:
         pool = spec.node_pool
         if pool is None or not self.deps.allowed() or spec.mode in ("dry-run", "external-metric"):
@@ -277,9 +329,10 @@ class Reconciler:
         # Nodes take longer than pods: plan the pool on the peak over [now, now + pod lead +
         # node lead + interval], calibrated like the decision window; no forecast, no headroom.
         lead_s = out.lead_time_s or 0.0
-        wf, _ = self.memory[(ns, name)].forecaster.window(
-            self.deps.clock.now(), lead_s + pool.node_lead_time_s + self.deps.interval_s, record=False
-        )
+        mem = self.memory[(ns, name)]
+        node_lead_s = pool.node_lead_time_s if out.node_lead_time_s is None else out.node_lead_time_s
+        now = self.deps.clock.now()
+        wf, _ = mem.forecaster.window(now, lead_s + node_lead_s + self.deps.interval_s, record=False)
         mu = policy.capacity_per_replica_rps
         future = 0 if wf is None else math.ceil(wf.at(policy.planning_quantile) / mu - 1e-9)
         future = min(max(future, spec.min_replicas), spec.max_replicas)
@@ -287,11 +340,21 @@ class Reconciler:
         # reconcile later, so new serving pods take their GPUs by preemption at once instead of
         # racing the placeholders' deletion.
         gpus = headroom_gpus(future, workload.replicas, pool)
-        try:
-            return await self.deps.pools[pool.backend].provide(self.deps.kube, ns, name, pool, gpus)
-        except KubeError as e:
-            log.warning("node headroom failed", extra={"fields": {"pa": f"{ns}/{name}", "error": str(e)}})
-            return None
+        headroom = mem.headroom
+        # Between cycles headroom only grows: a scale-up's serving pods take the placeholders'
+        # GPUs by preemption before the next cycle shrinks them.
+        if headroom is None or not raise_only or gpus > headroom.gpus:
+            try:
+                headroom = await self.deps.pools[pool.backend].provide(self.deps.kube, ns, name, pool, gpus)
+            except KubeError as e:
+                log.warning("node headroom failed", extra={"fields": {"pa": f"{ns}/{name}", "error": str(e)}})
+                return None
+            mem.headroom = headroom
+        if mem.node_lead is not None:
+            await mem.node_lead.follow(
+                self.deps.kube, ns, name, pool, headroom.nodes, now_s=now, measure=spec.measure_lead_time
+            )
+        return headroom
 
     async def _report(
         self,

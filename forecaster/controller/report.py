@@ -49,7 +49,8 @@ def status_fields(
         desiredReplicas=decision.replicas,
         capacityPerReplicaRps=out.capacity_rps,
         leadTimeSeconds=out.lead_time_s,
-        nodeLeadTimeSeconds=spec.node_pool.node_lead_time_s if spec.node_pool else None,
+        nodeLeadTimeSeconds=out.node_lead_time_s,
+        nodeLeadTimeSamples=mem.node_lead.samples if mem.node_lead is not None else None,
         forecast=st.forecast_status(wf, planned, decision.quantile, out.horizon_s, now) if wf else None,
         model=st.model_status(
             sel.chosen if sel else "",

@@ -10,6 +10,7 @@ from forecaster.actuators.modes import Applied
 from forecaster.actuators.nodepool import Headroom
 from forecaster.controller.forecasting import TargetForecaster
 from forecaster.controller.leadtime import ScaleUp
+from forecaster.controller.nodelead import NodeLead
 from forecaster.controller.spec import PASpec
 from forecaster.controller.status import Condition
 from forecaster.decider import DeciderState, Decision, WindowForecast
@@ -29,6 +30,10 @@ class Memory:
     scale_up: ScaleUp | None = None
     decisions: dict[str, int] = field(default_factory=dict)
     """Decisions made, by reason (the ``prescale_decisions_total`` counter)."""
+    node_lead: NodeLead | None = None
+    """Node lead time of the spec's node pool (None without one)."""
+    headroom: Headroom | None = None
+    """Headroom last asked of the node pool."""
 
 
 @dataclass(frozen=True)
@@ -49,3 +54,5 @@ class Outcome:
     decisions: Mapping[str, int] = field(default_factory=dict)
     quality: tuple[float, float] | None = None
     """Recent (error ratio, coverage) of the forecast."""
+    node_lead_time_s: float | None = None
+    """Node lead time planned for (measured quantile or the spec's prior)."""

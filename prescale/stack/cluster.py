@@ -102,6 +102,28 @@ class Cluster:
         for p in reversed(self.processes):
             p.stop()
 
+    def _apiserver_index(self) -> int:
+        for i, p in enumerate(self.processes):
+            if p.name == "kube-apiserver":
+                return i
+        raise StackError("this cluster has no kube-apiserver process")
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver (SIGTERM, as a restart would): its clients see their
+        connections close and new ones refused until :meth:`start_apiserver`."""
+        self.processes[self._apiserver_index()].stop()
+
+    def start_apiserver(self) -> None:
+        """Start kube-apiserver again with the same arguments; return once it is ready."""
+        i = self._apiserver_index()
+        old = self.processes[i]
+        if old.alive():
+            return
+        p = procs.start(old.name, old.argv, old.log_path)
+        self.processes[i] = p
+        p.wait_ready(lambda: kube_api.http_ok(f"{self.server}/readyz", self._admin_tls),
+                     self.config.start_timeout_s, "ready again (/readyz)")
+
     def __enter__(self) -> Cluster:
         return self
 

@@ -32,8 +32,15 @@ class FakeKube:
         self.objects: dict[str, JsonObj] = {}
         self.writes: list[tuple[str, str, Any]] = []
         self.fail: Callable[[str, str], Exception | None] = lambda method, path: None
-        self.events: asyncio.Queue[tuple[str, JsonObj]] = asyncio.Queue()
+        self.queues: dict[str, asyncio.Queue[tuple[str, JsonObj]]] = {}
+        self.watching: dict[str, int] = {}
+        """Watch streams opened, by collection path."""
         self._rv = 100
+
+    def queue(self, path: str) -> asyncio.Queue[tuple[str, JsonObj]]:
+        """The event queue a watch on collection ``path`` reads (one per path, so watches on
+        different collections never take each other's events)."""
+        return self.queues.setdefault(path, asyncio.Queue())
 
     def _next_rv(self) -> str:
         self._rv += 1
@@ -128,8 +135,10 @@ class FakeKube:
         self, path: str, resource_version: str, timeout_s: int
     ) -> AsyncIterator[tuple[str, JsonObj]]:
         self._check("WATCH", path)
+        self.watching[path] = self.watching.get(path, 0) + 1
+        events = self.queue(path)
         while True:
-            kind, obj = await self.events.get()
+            kind, obj = await events.get()
             if kind == "GONE":
                 raise Gone("too old", 410)
             if kind == "CLOSE":

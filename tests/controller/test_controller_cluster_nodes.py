@@ -26,6 +26,7 @@ from controller_cluster_lib import (
     trace_prometheus,
 )
 
+from forecaster.controller.status import parse_time
 from forecaster.kube import Kube, NotFound
 from prescale.stack.cluster import Cluster, gpu_node_manifest
 
@@ -108,12 +109,20 @@ async def test_placeholders_bring_nodes_ahead_and_serving_pods_preempt_them(
                 stand_in = asyncio.create_task(node_stand_in(kube, namespace, pool, created, stop))
                 seen_serving: set[str] = set()
                 scaled_at: dict[int, float] = {}
+                asked_history: list[tuple[float, int]] = []
                 async with running_controller(
                     cluster.kubeconfig, p.url, interval_s=STEP_S, namespace=namespace
                 ):
                     while time.time() < trace.t0 + 16 * STEP_S:
                         dep = await kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/model")
                         scaled_at.setdefault(int(dep["spec"]["replicas"]), time.time())
+                        with contextlib.suppress(NotFound):
+                            ph = await kube.get(
+                                f"/apis/apps/v1/namespaces/{namespace}/deployments/model-headroom"
+                            )
+                            asked = int(ph["spec"]["replicas"])
+                            if not asked_history or asked_history[-1][1] != asked:
+                                asked_history.append((round(time.time() - trace.t0, 1), asked))
                         pods = await kube.get(
                             f"/api/v1/namespaces/{namespace}/pods", {"labelSelector": "app=model"}
                         )
@@ -122,6 +131,7 @@ async def test_placeholders_bring_nodes_ahead_and_serving_pods_preempt_them(
                 stop.set()
                 await stand_in
             final = await kube.get(f"/api/v1/namespaces/{namespace}/pods", {"labelSelector": "app=model"})
+            placeholders = await kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/model-headroom")
             events = (await kube.get(f"/api/v1/namespaces/{namespace}/events"))["items"]
             pa = json.loads(cluster.kubectl("get", "pa", "model", "-n", namespace, "-o", "json"))
         finally:
@@ -136,13 +146,25 @@ async def test_placeholders_bring_nodes_ahead_and_serving_pods_preempt_them(
     added = sorted(t for n, t in created.items() if not n.endswith("-n0"))
     print(
         f"\nnodes added at {[round(t - trace.t0, 1) for t in added]} s; 3 replicas needed at "
-        f"{need3 - trace.t0:.1f} s; scaled to 3 at {scaled_at.get(3, math.nan) - trace.t0:.1f} s"
+        f"{need3 - trace.t0:.1f} s; scaled to 3 at {scaled_at.get(3, math.nan) - trace.t0:.1f} s; "
+        f"placeholders asked (s, n): {asked_history}"
     )
     assert added, f"no node was added for the placeholders; status={pa['status']}"
     assert added[0] < need3, "the node came only after the demand needed it"
     preempted = [e for e in events if e["reason"] == "Preempted"]
-    assert preempted, "no placeholder was preempted by a serving pod"
+    timeline = sorted(
+        (e.get("lastTimestamp") or e.get("eventTime") or "", e["reason"], e["involvedObject"]["name"])
+        for e in events
+    )
+    assert preempted, f"no placeholder was preempted by a serving pod; events: {timeline}"
     assert all("headroom" in e["involvedObject"]["name"] for e in preempted)
     final_names = {x["metadata"]["name"] for x in final["items"]}
     assert seen_serving == final_names, "a serving pod was removed"
     assert "nodeHeadroom" in pa["status"]
+    # Node lead time: measured from the headroom request to the new node Ready, and planned for.
+    first_ask = parse_time(placeholders["metadata"]["creationTimestamp"])
+    measured = pa["status"].get("nodeLeadTimeSeconds")
+    print(f"node lead time: {measured} s from {pa['status'].get('nodeLeadTimeSamples')} sample(s)")
+    assert pa["status"].get("nodeLeadTimeSamples", 0) >= 1, f"no node scale-up measured: {pa['status']}"
+    assert measured >= NODE_DELAY_S - 1, "shorter than the stand-in's delay"
+    assert measured <= added[-1] - first_ask + 2, "longer than from the first ask to the last node"

@@ -11,7 +11,7 @@ from controller_fakes import DEPLOY_PATH, PA_PATH, FakeClock, FakeKube, FakeSour
 
 from forecaster.controller.events import EventRecorder
 from forecaster.controller.leader import LeaderElector
-from forecaster.controller.loop import Controller
+from forecaster.controller.loop import Controller, collection_path
 from forecaster.controller.metrics import ControllerMetrics
 from forecaster.controller.reconcile import Deps, Reconciler
 from forecaster.controller.state import Outcome
@@ -37,22 +37,23 @@ async def test_watch_lists_resumes_and_relists_after_gone() -> None:
     kube, clock = FakeKube(), FakeClock()
     kube.put(PA_PATH.format(ns="a", name="p1"), pa("a", "p1", "m"))
     c = controller(kube, clock)
+    events = kube.queue(collection_path("a"))
     stop = asyncio.Event()
     task = asyncio.create_task(c.watch(stop))
     await asyncio.wait_for(c.synced.wait(), 5)
     assert set(c.cache) == {("a", "p1")}
     added = kube.put(PA_PATH.format(ns="a", name="p2"), pa("a", "p2", "m"))
-    await kube.events.put(("ADDED", added))
+    await events.put(("ADDED", added))
     await wait_until(lambda: ("a", "p2") in c.cache, "ADDED applied")
-    await kube.events.put(("CLOSE", {}))  # stream ends: resume from the last version, no relist
-    await kube.events.put(("DELETED", copy.deepcopy(added)))
+    await events.put(("CLOSE", {}))  # stream ends: resume from the last version, no relist
+    await events.put(("DELETED", copy.deepcopy(added)))
     await wait_until(lambda: ("a", "p2") not in c.cache, "DELETED applied")
     assert c.relists == 1
     kube.put(PA_PATH.format(ns="a", name="p3"), pa("a", "p3", "m"))
-    await kube.events.put(("GONE", {}))  # 410: relist picks up p3 without an event
+    await events.put(("GONE", {}))  # 410: relist picks up p3 without an event
     await wait_until(lambda: ("a", "p3") in c.cache, "relisted after 410")
     assert c.relists == 2
-    await kube.events.put(("ERROR", {}))  # 500 from the stream: back off and resume
+    await events.put(("ERROR", {}))  # 500 from the stream: back off and resume
     await wait_until(lambda: clock.now() > 1_700_000_000.0, "backed off")
     stop.set()
     task.cancel()
