@@ -1,14 +1,19 @@
-"""Dynamic batching on the example model, measured with wrk on loopback.
+"""Dynamic batching and admission control on the example model, with real load on loopback.
 
     .venv/bin/python bench/serving_batching.py [--duration-s 3] [--p99-target-ms 100]
+        [--executor thread|process] [--max-wait-ms 50] [--rounds 2] [--capacity REQ_PER_S]
 
 Prints, in one run:
 - the bare model call (1 row, in-process) and the server at low load (1 connection), p50/p99;
-- the best throughput at the p99 target with batching off (max_batch_size 1) and on, and
-  their ratio (the goal is >= 3x);
-- overload: many connections against a bounded queue; the offered rate as a multiple of the
-  measured capacity, the share of 429s and the p99 (all answers, and 2xx from the server's
-  own histogram).
+- a wrk concurrency sweep with batching off (max_batch_size 1) and on, the best throughput
+  at the p99 target of each (the capacity of that setting), and their ratio (goal >= 3x);
+- overload, open loop (bench/serving_openloop.py), for batching off and on: 1x and 2x the
+  capacity of that setting offered on a fixed schedule to two servers: "limited" (queue 64
+  and ``--max-wait-ms``, 50 by default) and "unlimited" (a queue that never fills; only the
+  10 s deadline). For each: the 2xx p99 measured by the client and the 429 share. "Bounded"
+  means: the limited server's 2xx p99 at 2x is at most BOUND_FACTOR times its 2xx p99 at 1x;
+  the unlimited server, measured in the same run, is the baseline. ``--capacity`` skips the
+  sweep (batching on only).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,6 +34,12 @@ import numpy as np
 import serving_common as common
 
 from serving.runtimes import load_model
+
+OPENLOOP = Path(__file__).with_name("serving_openloop.py")
+BOUND_FACTOR = 2.0
+GENERATOR_RATE = 800.0
+OFF = ["--max-batch-size", "1"]
+ON = ["--max-batch-size", "32", "--batch-timeout-ms", "2"]
 
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -65,12 +78,26 @@ class Run:
                 f"p99 {self.p99_ms:7.2f} ms  codes {self.codes}  socket errors {self.errors}")
 
 
-def paced(script: Path, connections: int, rate: float) -> Path:
-    """A copy of the script where each connection waits so the total offer is about ``rate``/s."""
-    out = script.with_name(f"paced-{connections}-{rate:.0f}.lua")
-    delay_ms = max(1, round(connections / rate * 1000))
-    out.write_text(script.read_text() + f"\nfunction delay() return {delay_ms} end\n")
-    return out
+@dataclass
+class Load:
+    """One open-loop run: the offered rate and the latencies (ms, sorted) by HTTP status."""
+
+    rate: float
+    offered: int
+    latencies_ms: dict[int, list[float]]
+
+    def share(self, status: int) -> float:
+        return len(self.latencies_ms.get(status, [])) / max(1, self.offered)
+
+    @property
+    def p99_ok_ms(self) -> float:
+        ok = self.latencies_ms.get(200, [])
+        return float(np.percentile(ok, 99)) if ok else float("nan")
+
+    def line(self) -> str:
+        parts = [f"{k}: {len(v)} (p50 {np.percentile(v, 50):.1f} p99 {np.percentile(v, 99):.1f} ms)"
+                 for k, v in sorted(self.latencies_ms.items())]
+        return f"offered {self.rate:6.0f} req/s: " + ", ".join(parts)
 
 
 def wrk(url: str, connections: int, duration_s: float, script: Path) -> Run:
@@ -109,35 +136,69 @@ def mean_ms(replica: common.Replica, family: str) -> float:
     return total / count * 1e3
 
 
-def server_p99_ms(replica: common.Replica) -> float:
-    """Upper bound of the 2xx p99 from the server's own histogram (a bucket boundary)."""
-    counts = []
-    for line in replica.metrics().splitlines():
-        if line.startswith("inference_request_duration_seconds_bucket"):
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            counts.append((float(le), float(line.rsplit(" ", 1)[1])))
-    total = counts[-1][1]
-    return next(le for le, n in counts if n >= 0.99 * total) * 1e3
+def openloop(url: str, rate: float, duration_s: float) -> Load:
+    """Offer ``rate`` req/s on a fixed schedule (bench/serving_openloop.py) and summarize.
 
-
-def overload(name: str, flags: list[str], capacity: float, *, repo: Path, script: Path,
-             stack: contextlib.ExitStack, args: argparse.Namespace, queue: int = 32) -> None:
-    """Offer about twice the capacity met at the p99 target, paced, against a bounded queue.
-
-    wrk's pacing waits after each answer, so the nominal rate is set above 2x; the printed
-    ratio is the measured one.
+    The offer is split over one generator process per GENERATOR_RATE req/s, so the client
+    keeps its schedule.
     """
-    replica = common.start(repo, *flags, "--workers", str(args.workers), "--max-queue-size", str(queue))
-    stack.callback(replica.kill)
-    run = wrk(replica.url, 512, 2 * args.duration_s, paced(script, 512, 3 * capacity))
-    answers = max(1, sum(run.codes.values()))
-    print(f"overload, {name} (queue {queue}, 512 paced connections):")
-    print(run.line())
-    print(f"  offered {run.rps:.0f} req/s = {run.rps / capacity:.1f}x the capacity at target "
-          f"({capacity:.0f} req/s); served {run.codes.get('200', 0) / (2 * args.duration_s):.0f} req/s; "
-          f"429 share {run.codes.get('429', 0) / answers:.1%}; "
-          f"2xx p99 (server histogram) <= {server_p99_ms(replica):.0f} ms")
-    replica.stop()
+    n = max(1, math.ceil(rate / GENERATOR_RATE))
+    procs = [subprocess.Popen(
+        [sys.executable, str(OPENLOOP), f"{url}/v1/models/iris:predict", common.BODY,
+         "--rate", f"{rate / n:.1f}", "--duration-s", str(duration_s)],
+        stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    offered = 0
+    latencies: dict[int, list[float]] = {}
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"load generator failed (exit {proc.returncode})")
+        doc = json.loads(out)
+        offered += doc["offered"]
+        for k, v in doc["latencies_ms"].items():
+            latencies.setdefault(int(k), []).extend(v)
+    return Load(rate, offered, {k: sorted(v) for k, v in latencies.items()})
+
+
+def overload(args: argparse.Namespace, repo: Path, stack: contextlib.ExitStack, *, name: str,
+             batching: list[str], capacity: float) -> bool:
+    """1x and 2x the capacity, open loop, against the same server with and without admission control.
+
+    Both servers run batching as in the sweep; "limited" adds the admission limits, "unlimited"
+    has a queue too long to fill and no wait budget but the 10 s deadline. Runs interleave, so
+    machine load drifts evenly; each figure is the median over the rounds.
+    """
+    batching = [*batching, "--workers", str(args.workers), "--executor", args.executor]
+    servers = {
+        "limited": common.start(repo, *batching, "--max-queue-size", "64",
+                                "--max-wait-ms", str(args.max_wait_ms)),
+        "unlimited": common.start(repo, *batching, "--max-queue-size", "100000"),
+    }
+    for r in servers.values():
+        stack.callback(r.kill)
+    loads: dict[tuple[str, int], list[Load]] = {}
+    for _ in range(args.rounds):
+        for mult in (1, 2):
+            for server, replica in servers.items():
+                load = openloop(replica.url, mult * capacity, args.duration_s)
+                loads.setdefault((server, mult), []).append(load)
+                print(f"  {server:9s} {mult}x  {load.line()}")
+    for r in servers.values():
+        r.stop()
+    p99 = {key: float(np.median([ld.p99_ok_ms for ld in runs])) for key, runs in loads.items()}
+    share = {key: float(np.median([ld.share(429) for ld in runs])) for key, runs in loads.items()}
+    print(f"overload, {name} ({args.executor} executor; capacity {capacity:.0f} req/s at p99 <= "
+          f"{args.p99_target_ms:.0f} ms; admission limit {args.max_wait_ms:.0f} ms; medians of "
+          f"{args.rounds} rounds):")
+    for server in servers:
+        ratio = p99[(server, 2)] / p99[(server, 1)]
+        print(f"  {server:9s} 2xx p99 at 1x {p99[(server, 1)]:8.1f} ms, at 2x {p99[(server, 2)]:8.1f} ms "
+              f"(2x/1x {ratio:5.2f}); 429 share at 2x {share[(server, 2)]:.0%}")
+    bounded = p99[("limited", 2)] <= BOUND_FACTOR * p99[("limited", 1)]
+    print(f"bounded (limited 2xx p99 at 2x <= {BOUND_FACTOR:.0f}x its p99 at 1x): "
+          f"{'yes' if bounded else 'NO'}; limited vs unlimited 2xx p99 at 2x: {p99[('limited', 2)]:.1f} "
+          f"vs {p99[('unlimited', 2)]:.1f} ms ({p99[('unlimited', 2)] / p99[('limited', 2)]:.1f}x lower)")
+    return bounded
 
 
 def main() -> int:
@@ -145,6 +206,10 @@ def main() -> int:
     p.add_argument("--duration-s", type=int, default=3)
     p.add_argument("--p99-target-ms", type=float, default=100.0)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--executor", choices=["thread", "process"], default="thread")
+    p.add_argument("--max-wait-ms", type=float, default=50.0, help="the limited server's admission budget")
+    p.add_argument("--capacity", type=float, help="skip the sweep; overload against this capacity (req/s)")
+    p.add_argument("--rounds", type=int, default=2, help="overload rounds (medians are reported)")
     args = p.parse_args()
     repo = common.example_repo()
     script = Path(tempfile.mkdtemp()) / "predict.lua"
@@ -161,13 +226,16 @@ def measure(args: argparse.Namespace, repo: Path, script: Path, stack: contextli
             bare: tuple[float, float]) -> int:
     """Both servers up at once; each concurrency runs off then on, so machine load drifts evenly."""
     conns = [1, 4, 8, 16, 32, 64]
-    common_args = ["--workers", str(args.workers), "--max-queue-size", "1024"]
-    off = common.start(repo, "--max-batch-size", "1", *common_args)
+    if args.capacity:
+        overload(args, repo, stack, name="batching on", batching=ON, capacity=args.capacity)
+        return 0
+    common_args = ["--workers", str(args.workers), "--executor", args.executor, "--max-queue-size", "1024"]
+    off = common.start(repo, *OFF, *common_args)
     stack.callback(off.kill)
     reported = off.metric(r"inference_startup_seconds\{.*\}")
     print(f"start-up (spawn to ready): {off.spawn_to_ready_s:.2f} s; server-reported "
           f"inference_startup_seconds {reported:.2f} s")
-    on = common.start(repo, "--max-batch-size", "32", "--batch-timeout-ms", "2", *common_args)
+    on = common.start(repo, *ON, *common_args)
     stack.callback(on.kill)
     runs_off, runs_on = [], []
     for c in conns:
@@ -194,13 +262,11 @@ def measure(args: argparse.Namespace, repo: Path, script: Path, stack: contextli
     else:
         print(f"no run met p99 <= {args.p99_target_ms:.0f} ms: off {b_off}, on {b_on}")
 
-    for name, flags, best in (("batching off", ["--max-batch-size", "1"], b_off),
-                              ("batching on", ["--max-batch-size", "32", "--batch-timeout-ms", "2"], b_on)):
+    # Batching off is bound by the model, behind the admission point; batching on is bound by the
+    # event loop (HTTP and JSON) in front of it, where a refusal still costs about half an answer.
+    for name, flags, best in (("batching off", OFF, b_off), ("batching on", ON, b_on)):
         if best is not None:
-            overload(name, flags, best.rps, repo=repo, script=script, stack=stack, args=args)
-    if b_on is not None:  # baseline: the same overload with a queue too long to ever fill
-        overload("batching on, NO admission control", ["--max-batch-size", "32", "--batch-timeout-ms", "2"],
-                 b_on.rps, repo=repo, script=script, stack=stack, args=args, queue=100_000)
+            overload(args, repo, stack, name=name, batching=flags, capacity=best.rps)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Scale-down under steady load: SIGTERM one of two replicas behind a local balancer.
 
-    .venv/bin/python bench/serving_drain.py [--rate 100] [--before-s 3] [--after-s 5]
+    .venv/bin/python bench/serving_drain.py [--rate 100] [--before-s 3] [--after-s 5] [--executor process]
 
 The balancer (in this process, on loopback) round-robins over the replicas whose ``/ready``
 answers 200, polling every 100 ms, as an endpoints controller and kube-proxy would; it never
@@ -98,7 +98,8 @@ async def load(url: str, rate: float, duration_s: float, outcomes: Counter[str])
 
 async def scenario(sig: signal.Signals, args: argparse.Namespace) -> None:
     repo = common.example_repo()
-    flags = ["--drain-delay-s", str(args.drain_delay_s), "--grace-period-s", "20"]
+    flags = ["--drain-delay-s", str(args.drain_delay_s), "--grace-period-s", "20",
+             "--executor", args.executor]
     replicas = [common.start(repo, *flags) for _ in range(2)]
     print(f"replicas ready; spawn-to-ready {', '.join(f'{r.spawn_to_ready_s:.2f} s' for r in replicas)}")
     try:
@@ -147,6 +148,7 @@ def main() -> int:
     p.add_argument("--before-s", type=float, default=3.0)
     p.add_argument("--after-s", type=float, default=5.0)
     p.add_argument("--drain-delay-s", type=float, default=1.0)
+    p.add_argument("--executor", choices=["thread", "process"], default="thread")
     args = p.parse_args()
     asyncio.run(scenario(signal.SIGTERM, args))
     asyncio.run(scenario(signal.SIGKILL, args))  # baseline: no drain

@@ -71,10 +71,14 @@ class Batcher:
         if self._outstanding == 0:
             self._idle.set()
 
-    def retry_after_s(self) -> int:
-        """Seconds until the queue has likely drained: queued batches / workers x batch time."""
+    def queue_wait_s(self) -> float:
+        """Expected wait of a request queued now: queued batches / workers x recent batch time."""
         batches = math.ceil(self._queue.qsize() / self._cfg.max_batch_size) / self._cfg.workers
-        return max(1, math.ceil(batches * self._batch_s_ewma))
+        return batches * self._batch_s_ewma
+
+    def retry_after_s(self) -> int:
+        """Seconds until the queue has likely drained (at least 1)."""
+        return max(1, math.ceil(self.queue_wait_s()))
 
     @property
     def full(self) -> bool:

@@ -45,8 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-size", type=int, help="rows per model call; 1 disables batching")
     p.add_argument("--batch-timeout-ms", type=float, help="wait for more requests after the first")
     p.add_argument("--workers", type=int, help="batches computed in parallel")
+    p.add_argument("--executor", help="where the model runs: thread (default) or process "
+                   "(a model process per worker, for GIL-bound models such as scikit-learn)")
     p.add_argument("--max-queue-size", type=int, help="queued requests before 429")
     p.add_argument("--request-timeout-s", type=float, help="per-request deadline")
+    p.add_argument("--max-wait-ms", type=float, help="429 when the expected wait (event-loop lag + "
+                   "queue) exceeds this; 0 (default) turns it off")
     p.add_argument("--max-body-bytes", type=int)
     p.add_argument("--poll-interval-s", type=float, help="rescan for new versions; 0 disables")
     p.add_argument("--drain-delay-s", type=float, help="keep accepting this long after SIGTERM")
@@ -63,11 +67,13 @@ def _mapping(ns: argparse.Namespace) -> dict[str, Any]:
            "drain_delay_s", "grace_period_s")
     data.update({k: getattr(ns, k) for k in top if getattr(ns, k) is not None})
     batching = dict(data.get("batching") or {})
-    for key in ("max_batch_size", "workers", "max_queue_size", "request_timeout_s"):
+    for key in ("max_batch_size", "workers", "executor", "max_queue_size", "request_timeout_s"):
         if getattr(ns, key) is not None:
             batching[key] = getattr(ns, key)
     if ns.batch_timeout_ms is not None:
         batching["batch_timeout_s"] = ns.batch_timeout_ms / 1000
+    if ns.max_wait_ms is not None:
+        batching["max_wait_s"] = ns.max_wait_ms / 1000
     if batching:
         data["batching"] = batching
     if ns.latest is not None:

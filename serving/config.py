@@ -17,6 +17,7 @@ import yaml
 
 from serving.errors import ConfigError
 
+EXECUTORS = ("thread", "process")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -46,11 +47,19 @@ class BatchConfig:
     batch_timeout_s: float = 0.002
     """How long a worker waits for more requests after the first one of a batch (seconds)."""
     workers: int = 2
-    """Batches that run in parallel (threads calling the model)."""
+    """Batches that run in parallel (threads calling the model, or model processes)."""
+    executor: str = "thread"
+    """Where the model runs: ``thread`` (threads of the server process; for runtimes that
+    release the GIL, such as ONNX Runtime or PyTorch on CUDA) or ``process`` (one model process
+    per worker; for GIL-bound models such as scikit-learn, so the event loop keeps its GIL)."""
     max_queue_size: int = 256
     """Requests waiting for a worker; past this the server answers 429 with Retry-After."""
     request_timeout_s: float = 10.0
     """Deadline of one request from arrival (seconds); a client header may only shorten it."""
+    max_wait_s: float = 0.0
+    """Admission budget: a request whose expected wait (event-loop lag + queued batches) exceeds
+    it is refused at once with 429, before its body is read. 0 turns it off (only the queue
+    bound applies)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,12 @@ def _number(key: str, value: Any, *, minimum: float, integer: bool = False) -> A
     return value
 
 
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected one of {', '.join(allowed)}")
+    return str(value)
+
+
 def _policy(data: Any) -> VersionPolicy:
     if not isinstance(data, Mapping):
         raise ConfigError(f"version_policy: {data!r} is not a mapping with 'latest' or 'versions'")
@@ -122,10 +137,12 @@ def _batching(data: Any) -> BatchConfig:
         batch_timeout_s=float(_number("batching.batch_timeout_s",
                                       data.get("batch_timeout_s", d.batch_timeout_s), minimum=0)),
         workers=_number("batching.workers", data.get("workers", d.workers), minimum=1, integer=True),
+        executor=_choice("batching.executor", data.get("executor", d.executor), EXECUTORS),
         max_queue_size=_number("batching.max_queue_size", data.get("max_queue_size", d.max_queue_size),
                                minimum=1, integer=True),
         request_timeout_s=float(_number("batching.request_timeout_s",
                                         data.get("request_timeout_s", d.request_timeout_s), minimum=0.001)),
+        max_wait_s=float(_number("batching.max_wait_s", data.get("max_wait_s", d.max_wait_s), minimum=0)),
     )
 
 

@@ -62,6 +62,9 @@ class ServerMetrics:
         self.startup_seconds = Gauge("inference_startup_seconds",
                                      "Time from process start to first readiness (the pod's lead time).",
                                      ["namespace", "pod"], registry=registry)
+        self.loop_lag_family = Gauge("inference_event_loop_lag_seconds",
+                              "How late the server's event loop runs a timer (admission control's input).",
+                              ["namespace", "pod"], registry=registry)
         self.ready = Gauge("inference_ready", "1 while the server is ready for traffic.",
                            ["namespace", "pod"], registry=registry)
 
@@ -91,6 +94,9 @@ class ServerMetrics:
 
     def load_failed(self, model: str) -> None:
         self.load_failures.labels(**self._where, model=model).inc()
+
+    def loop_lag(self) -> Gauge:
+        return self.loop_lag_family.labels(**self._where)
 
     def set_ready(self, ready: bool) -> None:
         self.ready.labels(**self._where).set(1 if ready else 0)

@@ -17,12 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from serving.batching import Batcher
 from serving.config import MODEL_NAME, ServeConfig
 from serving.errors import NotFound, RepositoryError
 from serving.metrics import ServerMetrics
+from serving.model_process import process_loader, warm_up
 from serving.runtimes import Model, load_model
 
 log = logging.getLogger(__name__)
@@ -55,9 +54,13 @@ class Repository:
     """Loaded versions by model, kept in line with the disk and the version policy."""
 
     def __init__(self, cfg: ServeConfig, metrics: ServerMetrics,
-                 loader: Callable[[Path], Model] = load_model) -> None:
+                 loader: Callable[[Path], Model] | None = None) -> None:
         self._cfg = cfg
         self._metrics = metrics
+        self._warm_rows = tuple(sorted({1, cfg.batching.max_batch_size}))
+        if loader is None:
+            b = cfg.batching
+            loader = process_loader(b.workers, self._warm_rows) if b.executor == "process" else load_model
         self._loader = loader
         self._loaded: dict[str, dict[int, LoadedVersion]] = {}
         self._failed: dict[tuple[str, int], str] = {}
@@ -134,10 +137,8 @@ class Repository:
     def _load_and_warm(self, path: Path) -> Model:
         """Load, then run a one-row and a full-batch call so the first request pays no warm-up."""
         model = self._loader(path)
-        shape = tuple(max(1, d) for d in model.signature.input.shape)
         try:
-            for rows in sorted({1, self._cfg.batching.max_batch_size}):
-                model.predict(np.zeros((rows, *shape), dtype=model.signature.input.dtype))
+            warm_up(model, self._warm_rows)
         except Exception as e:  # a model that cannot answer zeros is not ready to serve
             model.close()
             raise RepositoryError(f"{path}: warm-up failed: {type(e).__name__}: {e}") from e

@@ -18,7 +18,7 @@ from serving.config import ServeConfig, from_mapping
 from serving.lifecycle import Lifecycle
 from serving.metrics import ServerMetrics
 from serving.repository import Repository
-from serving.runtimes import Model, Signature, TensorSpec, load_model
+from serving.runtimes import Model, Signature, TensorSpec
 
 Client = TestClient[Any, Any]
 
@@ -28,7 +28,8 @@ def config(repo: Path, **overrides: Any) -> ServeConfig:
                          "poll_interval_s": 0, **overrides})
 
 
-def deps_for(cfg: ServeConfig, loader: Callable[[Path], Model] = load_model) -> ServeDeps:
+def deps_for(cfg: ServeConfig, loader: Callable[[Path], Model] | None = None) -> ServeDeps:
+    """Dependencies as the server builds them; ``loader`` replaces the configured model loading."""
     metrics = ServerMetrics(CollectorRegistry(), cfg.namespace, cfg.pod)
     return ServeDeps(cfg, Repository(cfg, metrics, loader), metrics, Lifecycle())
 

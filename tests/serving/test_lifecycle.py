@@ -37,12 +37,13 @@ async def _collect(stream: asyncio.StreamReader, into: list[str]) -> None:
         into.append(line.decode())
 
 
-@pytest.fixture
-async def server(example_repo_once: Path) -> AsyncIterator[Server]:
+@pytest.fixture(params=["thread", "process"])
+async def server(example_repo_once: Path, request: pytest.FixtureRequest) -> AsyncIterator[Server]:
     proc = await asyncio.create_subprocess_exec(
         str(PRESCALE), "--log-format", "json", "serve", "--model-repository", str(example_repo_once),
         "--model", "iris", "--host", "127.0.0.1", "--port", "0", "--max-batch-size", "1", "--workers", "1",
-        "--max-queue-size", "1000", "--drain-delay-s", str(DRAIN_DELAY_S), "--grace-period-s", str(GRACE_S),
+        "--max-queue-size", "1000", "--executor", request.param,
+        "--drain-delay-s", str(DRAIN_DELAY_S), "--grace-period-s", str(GRACE_S),
         stderr=asyncio.subprocess.PIPE)
     assert proc.stderr is not None
     log: list[str] = []
