@@ -31,6 +31,9 @@ from forecaster.models.base import FloatArray
 from forecaster.source import RangeResult
 
 MIN_FIT_POINTS = 16
+LEVEL_BINS = (0.7, 1.3)
+"""Window forecasts are calibrated per band of their level relative to typical demand:
+busy hours, quiet hours and the ramps between them err differently."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class _Pending:
     planned: float | None
     naive: float
     """Persistence's forecast (the demand observed when the window opened)."""
+    group: int
+    """Calibration group (the level band of ``point``)."""
 
 
 def ffill(values: FloatArray) -> FloatArray:
@@ -80,6 +85,10 @@ class TargetForecaster:
         self._model_next_i = 0
         """Absolute index of the first slot the model has not consumed."""
         self._pending: deque[_Pending] = deque()
+        self.typical = math.nan
+        """Typical demand: an exponential average over about a season (a day when unknown)."""
+        span = max(self.seasons) if self.seasons else round(86400.0 / self.step_s)
+        self._typical_alpha = 1.0 / max(span, 1)
         self.scored = 0
         """Window outcomes recorded in the calibrator (warm start and live)."""
 
@@ -149,6 +158,8 @@ class TargetForecaster:
         )
         try:
             model.fit(y[: y.shape[0] - tail])
+            if math.isnan(self.typical):
+                self._track(y[: y.shape[0] - tail])
             self._model_next_i = y_start_i + y.shape[0] - tail
             self.model, self.fit_error = model, ""
             if tail:
@@ -163,11 +174,12 @@ class TargetForecaster:
         n = tail.shape[0]
         for j in range(n):
             self.model.update(tail[j : j + 1])
+            self._track(tail[j : j + 1])
             if j + window_steps < n:
                 seen = float(tail[j])
                 point = max(float(self.model.predict(window_steps).mean.max()), seen)
                 actual = float(tail[j : j + window_steps + 1].max())
-                self.calibrator.observe(point, None, actual, naive_peak=seen)
+                self.calibrator.observe(point, None, actual, naive_peak=seen, group=self._group(point))
                 self.scored += 1
         self._model_next_i += n
 
@@ -185,11 +197,24 @@ class TargetForecaster:
             last = self.values[:lo][np.isfinite(self.values[:lo])]
             seed = last[-1:] if last.size else np.zeros(1)
             filled = ffill(np.concatenate([seed, new]))[1:]
+            self._track(filled)
             try:
                 self.model.update(filled)
             except (ModelError, ValueError) as e:
                 self.model, self.fit_error = None, f"update failed: {e}"
         self._model_next_i = end_i
+
+    def _track(self, values: FloatArray) -> None:
+        """Advance the typical-demand average over ``values`` (finite, in order)."""
+        a, typ = self._typical_alpha, self.typical
+        for v in values.tolist():
+            typ = v if math.isnan(typ) else typ + a * (v - typ)
+        self.typical = typ
+
+    def _group(self, point: float) -> int:
+        if not math.isfinite(self.typical) or self.typical <= 0:
+            return 0
+        return sum(point > b * self.typical for b in LEVEL_BINS)
 
     # -- forecasts and their outcomes -----------------------------------------------------
 
@@ -212,11 +237,14 @@ class TargetForecaster:
         # The window opens on the slot just observed: its peak is at least what that slot holds.
         point = max(float(fc.mean.max()), self.latest() or 0.0)
         sel = self.model.selection
-        wf = self.calibrator.window_forecast(point, sel.chosen if sel else "", fc.notes)
+        group = self._group(point)
+        wf = self.calibrator.window_forecast(point, sel.chosen if sel else "", fc.notes, group=group)
         planned = wf.at(self.calibrator.target) if wf is not None else None
         open_i = self.grid_index(now_s)
         if record:
-            self._pending.append(_Pending(open_i, open_i + steps, point, planned, self.latest() or 0.0))
+            self._pending.append(
+                _Pending(open_i, open_i + steps, point, planned, self.latest() or 0.0, group)
+            )
         return wf, point
 
     def settle(self) -> int:
@@ -229,7 +257,9 @@ class TargetForecaster:
             seg = self.values[max(lo, 0) : hi]
             seg = seg[np.isfinite(seg)]
             if lo >= 0 and seg.size:
-                self.calibrator.observe(p.point, p.planned, float(seg.max()), naive_peak=p.naive)
+                self.calibrator.observe(
+                    p.point, p.planned, float(seg.max()), naive_peak=p.naive, group=p.group
+                )
                 done += 1
         self.scored += done
         return done

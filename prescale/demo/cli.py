@@ -20,7 +20,8 @@ from prescale.demo import live, offline, report
 
 log = logging.getLogger(__name__)
 DEFAULT_TRACE = BUILTIN / "servegen_m_large_per_10min.csv"
-DEFAULT_MISS_COST = 10.0
+DEFAULT_MISS_COST = 50.0
+"""The PredictiveAutoscaler default (spec.forecast.missCostRatio): the demo does not tune it."""
 
 
 def parser() -> argparse.ArgumentParser:

@@ -16,7 +16,9 @@ from forecaster.source import RangeResult
 DAY_S = 86400.0
 
 
-def _spec(step_s: float, history_s: float, seasons: tuple[float, ...] = ()) -> PASpec:
+def _spec(
+    step_s: float, history_s: float, seasons: tuple[float, ...] = (), refit_s: float = 3600.0
+) -> PASpec:
     return PASpec(
         target=TargetRef("apps/v1", "Deployment", "model"),
         min_replicas=1,
@@ -29,6 +31,7 @@ def _spec(step_s: float, history_s: float, seasons: tuple[float, ...] = ()) -> P
         pod_lead_time_s=step_s,
         measure_lead_time=False,
         seasonalities_s=seasons,
+        refit_interval_s=refit_s,
     )
 
 
@@ -76,3 +79,31 @@ def test_one_step_windows_on_a_real_trace_are_not_worse_than_persistence() -> No
     assert quality.samples >= 50
     assert math.isfinite(quality.error_ratio)
     assert quality.error_ratio < gate, quality
+
+
+def test_bands_are_calibrated_per_demand_level() -> None:
+    """Quiet hours that are steady get a narrow band even when busy hours are noisy; one pooled
+    band would carry the busy hours' errors into the night."""
+    step, per_day = 3600.0, 24
+    rng = np.random.default_rng(5)
+    hours = np.arange(per_day * 21)
+    busy = (hours % per_day) >= 12
+    series = np.where(busy, 100.0 * rng.uniform(0.6, 1.4, hours.size), 10.0)
+    fc = TargetForecaster(_spec(step, 14 * DAY_S, (DAY_S,), refit_s=DAY_S), phase=0.0)
+    bands: dict[bool, list[float]] = {True: [], False: []}
+    t = 14 * DAY_S
+    while t < 21 * DAY_S - step:
+        _feed(fc, series, step, t)
+        if fc.needs_fit(t):
+            fc.fit(t, 1)
+        fc.settle()
+        wf, point = fc.window(t, step / 2)
+        i = round(t / step)
+        if wf is not None and busy[i] == busy[i + 1]:  # not at a change of regime
+            bands[bool(busy[i])].append(wf.at(0.98) / point)
+        t += step
+    quiet, noisy = np.median(bands[False]), np.median(bands[True])
+    assert len(bands[False]) > 20
+    assert len(bands[True]) > 20
+    assert quiet < 1.1, f"quiet hours planned at {quiet:.2f}x the point forecast"
+    assert noisy > 1.2, f"busy hours planned at only {noisy:.2f}x the point forecast"

@@ -65,6 +65,9 @@ def test_demo_runs_end_to_end_and_cleans_up(tmp_path: Path) -> None:
         assert 0.0 <= share <= 100.0
         assert gpu_hours > 0
     assert (out / "report.html").read_text().count("data:image/png;base64,") == 1
+    samples = (out / "samples.csv").read_text().splitlines()
+    assert samples[0] == "deployment,trace_s,demand_rps,ready,held,desired"
+    assert {line.split(",")[0] for line in samples[1:]} == {"model-hpa", "model-prescale"}
     assert leftovers(str(out)) == []
 
 
