@@ -9,14 +9,22 @@ level ratio (observed / forecast, exponentially smoothed per step). How much to 
 per-workload property (piecewise-constant traffic wants the last value, noisy traffic a
 long average), so several smoothings run side by side, each with its own conformal
 calibrator, and the one whose calibrated band has been *sharpest* (lowest planned peak
-relative to the actual) is used: among calibrated forecasts, prefer the sharpest.
+relative to the actual) is used: among calibrated forecasts, prefer the sharpest (of those
+whose recent error the decider would not gate off). Each runs under two score transforms,
+proportional errors (``log``) and counting noise (``sqrt``), since which fits is also a
+property of the workload (a high rate's noise is its level's, a low count's is Poisson).
+
+Coverage is judged per demand step (by default): capacity serves each step, and what a step
+got is the lowest band issued for a window holding it, so that is the event the miss cost
+prices. Adaptive conformal inference sets the window-peak quantile at which that per-step
+coverage is the nominal one; it is well below the nominal for a window peak.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from forecaster.calibration import CalibratorConfig, PeakCalibrator
 from forecaster.decider import ForecastQuality, WindowForecast
@@ -42,8 +50,16 @@ class PlannerConfig:
     """Control steps per source bucket: calibration is grouped by the phase within it."""
     level_bins: tuple[float, ...] = (0.7, 1.3)
     """Calibration is also grouped by the forecast's level relative to typical demand."""
-    calibrator: CalibratorConfig = field(default_factory=CalibratorConfig)
-    """Conformal calibration settings (per tracker)."""
+    transforms: tuple[str, ...] = ("log", "sqrt")
+    """Each point forecast is calibrated under each of these score transforms (proportional
+    errors, counting noise) side by side; empty: only ``calibrator.transform``."""
+    max_error_ratio: float = 1.5
+    """Prefer forecasts whose recent error is at most this multiple of persistence's (set it
+    to the policy's ``max_error_ratio``: the decider gates a worse one off)."""
+    calibrator: CalibratorConfig = field(default_factory=lambda: CalibratorConfig(step_coverage=True))
+    """Conformal calibration settings (per tracker). By default coverage is judged per demand
+    step against the lowest band issued for a window holding it (the capacity that step
+    got), which is what the miss cost applies to; the band itself stays a window peak."""
 
 
 @dataclass
@@ -60,6 +76,7 @@ class _Tracker:
 
     def __init__(self, alpha: float, target: float, config: CalibratorConfig) -> None:
         self.alpha = alpha  # NaN: the recent-peak tracker
+        self.transform = config.transform
         self.log_ratio = 0.0
         self.calibrator = PeakCalibrator(target, config)
         self.sharpness = math.nan
@@ -78,7 +95,12 @@ class WindowPlanner:
         alphas = list(self.config.level_alphas)
         if self.config.peak_window_steps > 0:
             alphas.append(math.nan)
-        self.trackers = [_Tracker(a, target_quantile, self.config.calibrator) for a in alphas]
+        transforms = self.config.transforms or (self.config.calibrator.transform,)
+        self.trackers = [
+            _Tracker(a, target_quantile, replace(self.config.calibrator, transform=tr))
+            for tr in transforms
+            for a in alphas
+        ]
         self._recent: deque[float] = deque(maxlen=max(1, self.config.peak_window_steps))
         self.typical = math.nan
         self.runmax = 0.0
@@ -98,6 +120,11 @@ class WindowPlanner:
         )
         self.runmax = max(self.runmax, demand)
         self._recent.append(demand)
+        if self.config.calibrator.step_coverage:
+            for t in self.trackers:
+                bands = [p.planned for p in t.pending.values() if math.isfinite(p.planned)]
+                if bands:
+                    t.calibrator.observe_step(demand, min(bands))
         if not math.isfinite(expected):
             for t in self.trackers:
                 t.log_ratio = 0.0
@@ -128,8 +155,10 @@ class WindowPlanner:
                     else t.sharpness + SHARPNESS_ALPHA * (ratio - t.sharpness)
                 )
         ready = [k for k, t in enumerate(self.trackers) if math.isfinite(t.sharpness)]
-        if ready:
-            self.chosen = min(ready, key=lambda k: self.trackers[k].sharpness)
+        # Among the forecasts the decider would not gate off for their error, the sharpest.
+        fit = [k for k in ready if self.trackers[k].calibrator.error_ratio <= self.config.max_error_ratio]
+        if fit or ready:
+            self.chosen = min(fit or ready, key=lambda k: self.trackers[k].sharpness)
 
     def _group(self, phase: int, point: float) -> int:
         bins = self.config.level_bins
@@ -145,12 +174,13 @@ class WindowPlanner:
         for k, t in enumerate(self.trackers):
             point = self._point(t, path_peak, c)
             group = self._group(step, point)
-            wf = t.calibrator.window_forecast(point, model, notes, group=group, offset=c)
-            planned = wf.at(self.target) if wf is not None else math.nan
+            if k == self.chosen:
+                chosen = t.calibrator.window_forecast(point, model, notes, group=group, offset=c)
+                planned = chosen.at(self.target) if chosen is not None else math.nan
+            else:
+                planned = t.calibrator.band(point, group=group, offset=c)
             if math.isfinite(point):
                 t.pending[step] = _Pending(point, planned, group, c, naive)
-            if k == self.chosen:
-                chosen = wf
         return chosen
 
     def _point(self, t: _Tracker, path_peak: float, c: float) -> float:
@@ -164,6 +194,11 @@ class WindowPlanner:
     def quality(self) -> ForecastQuality:
         """Quality of the tracker in use."""
         return self.trackers[self.chosen].calibrator.quality()
+
+    @property
+    def transform(self) -> str:
+        """Score transform of the tracker in use."""
+        return self.trackers[self.chosen].transform
 
     @property
     def level_alpha(self) -> float:

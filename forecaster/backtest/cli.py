@@ -124,8 +124,9 @@ def main(argv: list[str]) -> int:
     cov = result.extra.get("predictive_coverage")
     if isinstance(cov, dict):
         print(
-            f"predictive band coverage {100 * cov['measured']:.1f}% (nominal {100 * cov['nominal']:.1f}%, "
-            f"{cov['windows']} windows)"
+            f"predictive band coverage {100 * cov['measured']:.1f}% of steps (nominal "
+            f"{100 * cov['nominal']:.1f}%, {cov['steps']} steps; window peaks "
+            f"{100 * cov['window_peak_measured']:.1f}%)"
         )
     log.info("backtest done", extra={"fields": {"trace": trace.name, "steps": int(result.lam.shape[0])}})
     return 0

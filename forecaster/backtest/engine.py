@@ -12,7 +12,15 @@ from forecaster.backtest.kpa import KPA, KPAConfig
 from forecaster.backtest.policies import Oracle, ReplayPolicy
 from forecaster.backtest.predictive import Predictive, PredictiveConfig
 from forecaster.backtest.replay import ReplayConfig
-from forecaster.backtest.run import PolicyRun, PolicyScore, Progress, run_policy, score, window_coverage
+from forecaster.backtest.run import (
+    PolicyRun,
+    PolicyScore,
+    Progress,
+    run_policy,
+    score,
+    step_coverage,
+    window_coverage,
+)
 from forecaster.backtest.trace import Trace, demand_per_step
 from forecaster.decider import ScalingPolicy
 from forecaster.models.base import FloatArray
@@ -186,11 +194,18 @@ def _policies(lam: FloatArray, p: BacktestParams, capacity: float, trace: Trace)
 
 def _predictive_extra(pol: Predictive, lam: FloatArray, lead_steps: int, from_step: int) -> dict[str, Any]:
     """Coverage of the planned band, decision reasons and the model, over the scored window."""
-    cov, windows = window_coverage(pol.record.point, pol.record.planned, lam, lead_steps, from_step)
+    cov, steps = step_coverage(pol.record.planned, lam, lead_steps, from_step)
+    wcov, windows = window_coverage(pol.record.point, pol.record.planned, lam, lead_steps, from_step)
     reasons = pol.record.reasons[from_step:]
     sel = pol.model.selection if pol.model is not None else None
     return {
-        "predictive_coverage": {"measured": cov, "nominal": pol.policy.planning_quantile, "windows": windows},
+        "predictive_coverage": {
+            "measured": cov,
+            "nominal": pol.policy.planning_quantile,
+            "steps": steps,
+            "window_peak_measured": wcov,
+            "windows": windows,
+        },
         "predictive_reasons": {r: reasons.count(r) for r in sorted(set(reasons))},
         "predictive_model": sel.chosen if sel else None,
     }

@@ -10,7 +10,7 @@ state is updated (cheap), every ``refit_every_s`` it is refitted, and every
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -76,9 +76,8 @@ class Predictive:
         self.lam, self.step_s, self.policy, self.config = lam, step_s, policy, config
         self.k = round(config.model_step_s / step_s)
         self.lead = LeadTimeEstimator(prior_s=lead_s)
-        self.planner = WindowPlanner(
-            policy.planning_quantile, policy.capacity_per_replica_rps, config.planner
-        )
+        planner = replace(config.planner, max_error_ratio=policy.max_error_ratio)
+        self.planner = WindowPlanner(policy.planning_quantile, policy.capacity_per_replica_rps, planner)
         self.state = DeciderState()
         self.model: AutoModel | None = None
         self._path = np.zeros(0)

@@ -76,6 +76,20 @@ def score(run: PolicyRun, lam: FloatArray, capacity: float, step_s: float, from_
     )
 
 
+def step_coverage(planned: FloatArray, lam: FloatArray, lead_steps: int, from_step: int) -> tuple[float, int]:
+    """Share of scored steps whose demand was at or below the lowest band issued for a window
+    holding the step (``planned[u]`` for ``u`` in ``[s - lead, s]``): the capacity it got."""
+    n = lam.shape[0]
+    padded = np.concatenate([np.full(lead_steps, np.nan), planned])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, lead_steps + 1)[:n]
+    with np.errstate(all="ignore"):
+        lowest = np.where(np.isnan(windows), np.inf, windows).min(axis=1)
+    ok = np.isfinite(lowest[from_step:])
+    total = int(np.count_nonzero(ok))
+    hits = int(np.count_nonzero(lam[from_step:][ok] <= lowest[from_step:][ok] + 1e-9))
+    return (hits / total if total else math.nan), total
+
+
 def window_coverage(
     point: FloatArray, planned: FloatArray, lam: FloatArray, lead_steps: int, from_step: int
 ) -> tuple[float, int]:

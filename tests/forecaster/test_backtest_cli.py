@@ -59,6 +59,10 @@ def test_table_json_decisions_and_plot(
         max(int(c) for c in _counts(trace)) / 60 / 20
     )
     assert doc["policies"]["oracle"]["under_provisioned_share"] == 0.0
+    coverage = doc["predictive_coverage"]
+    assert 0.0 <= coverage["measured"] <= 1.0
+    assert 0 < coverage["steps"] <= 480 - 120
+    assert "of steps (nominal 99.5%" in table
     with out_csv.open() as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["policy", "t", "demand_rps", "requested", "ready"]

@@ -84,3 +84,53 @@ def test_lead_time_is_a_high_quantile_of_observed_delays() -> None:
     assert est.estimate_s() == pytest.approx(np.quantile(np.arange(100, 200), 0.9))
     est.observe(5.0, 1.0)  # ready before requested: ignored
     assert LeadTimeEstimator(prior_s=1.0, fixed_s=60.0).estimate_s() == 60.0
+
+
+def test_step_coverage_drives_the_level_from_step_hits_only() -> None:
+    cal = PeakCalibrator(0.9, CalibratorConfig(step_coverage=True, min_scores=5))
+    fixed = PeakCalibrator(0.9, CalibratorConfig(min_scores=5, aci_gamma=0.0))
+    for k in range(20):
+        cal.observe(100.0, 150.0, 100.0 + k)  # window outcomes: scores only, no coverage
+        fixed.observe(100.0, None, 100.0 + k)
+    assert cal.outcomes == 0
+    for _ in range(30):
+        cal.observe_step(200.0, 150.0)  # every step beyond the band
+    assert cal.outcomes == 30
+    assert cal.quality().coverage == 0.0
+    wf, nominal = cal.window_forecast(100.0), fixed.window_forecast(100.0)
+    assert wf is not None
+    assert nominal is not None
+    assert wf.at(0.9) > nominal.at(0.9)  # the misses pushed the working level up
+    assert list(wf.peak_rps) == sorted(wf.peak_rps)
+    cal.observe_step(math.nan, 150.0)
+    assert cal.outcomes == 30  # NaN never counts
+
+
+def test_window_mode_ignores_step_reports() -> None:
+    cal = PeakCalibrator(0.9)
+    cal.observe_step(200.0, 150.0)
+    assert cal.outcomes == 0
+
+
+def test_sqrt_transform_covers_counting_noise_at_every_level(rng: np.random.Generator) -> None:
+    """Noise like counting noise (sd = sqrt(level)) at levels 5 and 500: one sqrt band fits
+    both within two points, where a log band (proportional errors) cannot."""
+    coverage = {}
+    for transform in ("sqrt", "log"):
+        cal = PeakCalibrator(0.9, CalibratorConfig(transform=transform, aci_gamma=0.0))
+        hits: dict[bool, list[bool]] = {True: [], False: []}
+        for _ in range(6000):
+            point = float(rng.choice([5.0, 500.0]))
+            actual = max(point + math.sqrt(point) * float(rng.normal()), 0.0)
+            wf = cal.window_forecast(point, offset=1.0)
+            if wf is not None:
+                hits[point > 50].append(actual <= wf.at(0.9))
+            cal.observe(point, None, actual, offset=1.0)
+        coverage[transform] = [float(np.mean(h)) for h in hits.values()]
+    assert all(abs(c - 0.9) < 0.02 for c in coverage["sqrt"])
+    assert max(coverage["log"]) - min(coverage["log"]) > 0.05
+
+
+def test_unknown_transform_is_refused() -> None:
+    with pytest.raises(ValueError, match="transform must be one of log, sqrt"):
+        PeakCalibrator(0.9, CalibratorConfig(transform="cube"))

@@ -7,7 +7,7 @@ import pytest
 
 from forecaster.backtest.policies import Oracle
 from forecaster.backtest.replay import Cluster, ReplayConfig
-from forecaster.backtest.run import run_policy, score
+from forecaster.backtest.run import run_policy, score, step_coverage
 from forecaster.backtest.trace import Trace, TraceError, demand_per_step, parse_rows
 
 
@@ -80,3 +80,14 @@ def test_oracle_never_under_provisions(rng: np.random.Generator) -> None:
     assert s.under_provisioned_share == 0.0
     assert s.violation_minutes == 0.0
     assert s.gpu_hours == pytest.approx(run.requested.sum() * 15 / 3600)
+
+
+def test_step_coverage_uses_the_lowest_band_of_the_windows_holding_each_step() -> None:
+    lam = np.array([5.0, 5.0, 5.0, 9.0, 5.0, 5.0])
+    planned = np.array([np.nan, 10.0, 10.0, 8.0, 10.0, 10.0])
+    # lead 1: step s is held by the windows opened at s - 1 and s.
+    cov, steps = step_coverage(planned, lam, lead_steps=1, from_step=1)
+    assert steps == 5
+    assert cov == pytest.approx(4 / 5)  # step 3 (demand 9) got 8
+    cov, _ = step_coverage(planned, lam, lead_steps=1, from_step=4)
+    assert cov == pytest.approx(1.0)  # step 4 is held by the 8 too, but its demand is 5

@@ -38,13 +38,42 @@ def test_piecewise_constant_demand_selects_the_fast_tracker(rng: np.random.Gener
     assert planner.level_alpha == 0.9
 
 
-def test_noisy_demand_selects_the_slow_tracker_and_covers(rng: np.random.Generator) -> None:
+def test_noisy_demand_selects_the_slow_tracker_and_covers_window_peaks(rng: np.random.Generator) -> None:
     demand = rng.poisson(100, 8000).astype(float)
-    planner = WindowPlanner(0.9, 1.0, PlannerConfig(level_alphas=(0.02, 0.9), peak_window_steps=0))
+    config = PlannerConfig(
+        level_alphas=(0.02, 0.9), peak_window_steps=0, calibrator=CalibratorConfig(step_coverage=False)
+    )
+    planner = WindowPlanner(0.9, 1.0, config)
     pairs = _replay(planner, demand, lead=4)
     assert planner.level_alpha == 0.02
     hits = [actual <= planned for planned, actual in pairs[2000:]]
     assert abs(float(np.mean(hits)) - 0.9) < 0.02
+
+
+def test_step_coverage_is_nominal_and_the_band_is_narrower(rng: np.random.Generator) -> None:
+    """By default coverage is judged per step against the lowest band of the windows holding it."""
+    demand = rng.poisson(100, 8000).astype(float)
+    lead = 4
+    bands = {}
+    for step_coverage in (True, False):
+        calibrator = CalibratorConfig(step_coverage=step_coverage)
+        config = PlannerConfig(level_alphas=(0.02,), peak_window_steps=0, calibrator=calibrator)
+        planner = WindowPlanner(0.9, 1.0, config)
+        planned: list[float] = []
+        for i in range(1, demand.shape[0] - lead):
+            planner.observe(float(demand[i - 1]), expected=100.0)
+            if i - 1 - lead >= 0:
+                planner.outcome(i - 1 - lead, float(demand[i - 1 - lead : i].max()))
+            wf = planner.plan(i, path_peak=100.0, naive=float(demand[i - 1]))
+            planned.append(wf.at(0.9) if wf is not None else math.nan)
+        band = np.array(planned)
+        lowest = np.lib.stride_tricks.sliding_window_view(band, lead + 1).min(axis=1)
+        served = demand[1 + lead : 1 + lead + lowest.shape[0]]
+        if step_coverage:
+            hits = served[2000:] <= lowest[2000:]
+            assert abs(float(np.mean(hits)) - 0.9) < 0.02
+        bands[step_coverage] = float(np.nanmean(band[2000:]))
+    assert bands[True] < bands[False]
 
 
 def test_no_plan_without_a_path_or_before_calibration() -> None:
@@ -65,3 +94,22 @@ def test_runaway_forecasts_are_capped() -> None:
     wf = planner.plan(60, path_peak=1e9, naive=10.0)
     assert wf is not None
     assert wf.mean_peak_rps <= 20.0
+
+
+def test_the_sharpest_forecast_the_decider_would_not_gate_is_chosen(rng: np.random.Generator) -> None:
+    """A point forecast stuck at half the demand calibrates into a tight band (its error is a
+    constant factor) but is far worse than persistence: it is passed over unless allowed."""
+    demand = 100.0 + rng.normal(0.0, 5.0, 3000)
+    chosen = {}
+    for max_error_ratio in (1.5, 100.0):
+        config = PlannerConfig(
+            level_alphas=(0.0, 0.9), peak_window_steps=0, transforms=(), max_error_ratio=max_error_ratio
+        )
+        planner = WindowPlanner(0.9, 1.0, config)
+        for i in range(1, demand.shape[0] - 4):
+            planner.observe(float(demand[i - 1]), expected=50.0)
+            if i - 5 >= 0:
+                planner.outcome(i - 5, float(demand[i - 5 : i].max()))
+            planner.plan(i, path_peak=50.0, naive=float(demand[i - 1]))
+        chosen[max_error_ratio] = planner.level_alpha
+    assert chosen == {1.5: 0.9, 100.0: 0.0}
