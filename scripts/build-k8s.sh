@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the local control plane from the Go module proxy, once per pinned version:
 # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes),
-# etcd (go.etcd.io/etcd/server/v3) and kwok/kwokctl (sigs.k8s.io/kwok).
+# etcd (go.etcd.io/etcd/server/v3), kwok/kwokctl (sigs.k8s.io/kwok) and kube-state-metrics
+# (k8s.io/kube-state-metrics/v2, whose go.mod has no replace directives, so `go install` builds it).
 # Binaries land in $PRESCALE_CACHE_DIR/k8s/<version>/bin; a finished binary is never rebuilt,
 # so a second run after a failure resumes where it stopped.
 set -euo pipefail
@@ -67,9 +68,24 @@ build_kwok() {
   rm -rf "$BIN/../kwok-stages"; cp -r "$src" "$BIN/../kwok-stages"; chmod -R u+w "$BIN/../kwok-stages"
 }
 
+build_ksm() {
+  # A module build (like etcd's): `go install pkg@version` would also ask the proxy for the
+  # module's version list to check deprecations, which a proxy may refuse.
+  local work="$PRESCALE_CACHE_DIR/k8s/$K8S_VERSION/ksm-mod" v="github.com/prometheus/common/version"
+  mkdir -p "$work"; cd "$work"
+  [ -f go.mod ] || { go mod init local.invalid/ksmbin && go mod edit -go=1.26.0; } || return
+  go get "k8s.io/kube-state-metrics/v2@$KSM_VERSION" || return
+  go build -trimpath -o "$work/kube-state-metrics" \
+    -ldflags="-s -w -X $v.Version=${KSM_VERSION#v} -X $v.Branch=release -X $v.Revision=$KSM_VERSION" \
+    k8s.io/kube-state-metrics/v2 || return
+  "$work/kube-state-metrics" version 2>&1 | grep -q "${KSM_VERSION#v}" || return
+  mv "$work/kube-state-metrics" "$BIN/kube-state-metrics"
+}
+
 t0=$SECONDS
 [ -x "$BIN/kwokctl" ] && [ -d "$BIN/../kwok-stages" ] || step "go-kwok-$KWOK_VERSION" build_kwok
 [ -x "$BIN/etcd" ] || step "go-etcd-$ETCD_VERSION" build_etcd
+[ -x "$BIN/kube-state-metrics" ] || step "go-kube-state-metrics-$KSM_VERSION" build_ksm
 if [ ! -x "$BIN/kube-apiserver" ] || [ ! -x "$BIN/kubectl" ]; then
   info "building Kubernetes $K8S_VERSION from the module proxy (cold: 20-40 min on 2 cores; cached after)"
   step "go-kubernetes-$K8S_VERSION" build_kube

@@ -101,6 +101,18 @@ def metric_names(expr: str) -> set[str]:
     return found
 
 
+def selectors(expr: str) -> set[str]:
+    """The instant-vector selectors of one PromQL expression (``name`` or ``name{matchers}``),
+    without their ranges and offsets: what must have series for the expression to mean anything."""
+    text = re.sub(r"#[^\n]*", " ", expr)
+    found = set()
+    for name in metric_names(expr):
+        pattern = rf'(?<![\w:"]){re.escape(name)}\s*(\{{(?:"(?:[^"\\]|\\.)*"|[^}}"])*\}})?(?!\s*\()'
+        for m in re.finditer(pattern, text):
+            found.add(name + re.sub(r"\s+", " ", m.group(1) or ""))
+    return found
+
+
 def unknown(exprs: Iterable[str], recorded: set[str], known: set[str]) -> dict[str, set[str]]:
     """Expression -> names in it that no program exports and no rule records."""
     out = {}

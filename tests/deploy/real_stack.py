@@ -1,6 +1,6 @@
-"""The real parts for the on-real-data test: the bundled model server and the metrics adapter
-as processes, the GPU exporter in-process (so a test can lose a GPU or raise an XID on its
-simulated backend), each on a free loopback port."""
+"""The real parts for the on-real-data test: the bundled model server as a process on loopback,
+the metrics adapter as a process registered with the test control plane's aggregator, the GPU
+exporter in-process (so a test can lose a GPU or raise an XID on its simulated backend)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
+from deploylib import ROOT
+
 from prescale.stack import procs
+from prescale.stack.adapter import LocalAdapter, run_adapter
+from prescale.stack.cluster import Cluster
 
 NAMESPACE = "prod"
 DEPLOYMENT = "model-server"
 POD = "model-server-7d9f8-abcde"
 NODE = "gpu-node-0"
+BUNDLED_RULES = ROOT / "adapter" / "presets" / "bundled.yaml"
 
 
 def _module(name: str) -> Any:
@@ -42,14 +48,6 @@ def wait_http(url: str, timeout_s: float, context: ssl.SSLContext | None = None)
         if time.monotonic() > deadline:
             raise TimeoutError(f"{url} not ready within {timeout_s}s")
         time.sleep(0.2)
-
-
-def insecure() -> ssl.SSLContext:
-    """The adapter's self-signed certificate on loopback: no verification (test only)."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def _prescale(*args: str) -> list[str]:
@@ -78,17 +76,18 @@ def serving(work: Path, batch_timeout_ms: float) -> Iterator[str]:
 
 
 @contextmanager
-def adapter(work: Path, prometheus_url: str) -> Iterator[str]:
-    port = procs.free_port()
-    p = procs.start("adapter", _prescale(
-        "adapter", "--insecure-no-auth", "--bind-address", "127.0.0.1", "--secure-port", str(port),
-        "--prometheus-url", prometheus_url), work / "adapter.log")
-    url = f"https://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/readyz", 30, insecure())
-        yield url
-    finally:
-        p.stop()
+def adapter(cluster: Cluster, work: Path, address: str, prometheus_url: str) -> Iterator[LocalAdapter]:
+    """``prescale adapter`` with the bundled preset's rules, behind real APIServices on the
+    private address (front-proxy authentication and SubjectAccessReviews as in a cluster)."""
+    rules = yaml.safe_load(BUNDLED_RULES.read_text())
+    with run_adapter(cluster, work / "adapter", address, prometheus_url, rules=rules) as running:
+        wait_http(f"{running.url}/readyz", 30, verified(running.ca))
+        yield running
+
+
+def verified(ca: Path) -> ssl.SSLContext:
+    """Trust the adapter's own CA (its certificate names the private address)."""
+    return ssl.create_default_context(cafile=str(ca))
 
 
 class Exporter:

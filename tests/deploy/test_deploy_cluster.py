@@ -5,38 +5,25 @@ rules, and cluster-scoped objects are removed afterwards."""
 
 from __future__ import annotations
 
-import json
-import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from chart_cluster import GPU_TOLERATION, cleanup, get, restricted_namespace, wait_for
 from deploylib import Obj, helm_template
 
-from prescale.stack import polling
 from prescale.stack.cluster import Cluster, pinned_version
 from prescale.stack.errors import StackError
 
 pytestmark = pytest.mark.cluster
 
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "PriorityClass", "APIService",
-                  "CustomResourceDefinition"}
-
-
-def wait_for(cond: Callable[[], Any], timeout_s: float, what: str, cluster: Cluster) -> Any:
-    return polling.wait_for(cond, timeout_s, what, cluster.logs, interval_s=0.5)
-
-
-def get(cluster: Cluster, *args: str) -> Any:
-    return json.loads(cluster.kubectl("get", *args, "-o", "json"))
-
 
 def values(release: str) -> dict[str, Any]:
     """Defaults, except: tolerate the GPU taint (the test cluster has only GPU nodes), no
-    APIService registration (the session's adapter tests own those names), a restricted
+    APIService registration (test_deploy_apiservice.py registers them with a real adapter
+    behind them; here nothing would answer), a restricted
     exporter (the namespace enforces restricted), a release-scoped PriorityClass."""
     return {
         "global": {"tolerations": [GPU_TOLERATION]},
@@ -49,21 +36,8 @@ def values(release: str) -> dict[str, Any]:
 
 @pytest.fixture
 def release(cluster: Cluster) -> Iterator[str]:
-    name = f"pd{secrets.token_hex(3)}"
-    cluster.apply(yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": name, "labels": {"pod-security.kubernetes.io/enforce": "restricted",
-                                 "pod-security.kubernetes.io/warn": "restricted"}}}))
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false")
-
-
-def _cleanup(cluster: Cluster, objects: list[Obj]) -> None:
-    for o in objects:
-        args = [o["kind"].lower(), o["metadata"]["name"], "--ignore-not-found", "--wait=false"]
-        if o["kind"] in CLUSTER_SCOPED:
-            cluster.kubectl("delete", *args)
-        elif o["metadata"].get("namespace") == "kube-system":
-            cluster.kubectl("delete", "-n", "kube-system", *args)
+    with restricted_namespace(cluster, "pd") as name:
+        yield name
 
 
 def _apply_crds(cluster: Cluster, crds: list[Obj]) -> list[Obj]:
@@ -134,4 +108,4 @@ def test_chart_installs_and_every_workload_becomes_available(
         assert {p["metadata"]["name"] for p in pdbs} >= {f"{release}-prescale-adapter",
                                                           f"{release}-prescale-controller"}
     finally:
-        _cleanup(cluster, rest + created)
+        cleanup(cluster, rest + created)
