@@ -13,6 +13,7 @@ from pathlib import Path
 
 from adapter import rules as rules_mod
 from adapter.auth import RequestHeaderConfig, SubjectAccessReviewer
+from adapter.metrics import AdapterMetrics
 from adapter.provider import MetricsProvider
 from adapter.providers.composite import CompositeProvider
 from adapter.providers.prometheus import PodLister, PrometheusConfig, PrometheusProvider
@@ -125,17 +126,20 @@ def parse_target(spec: str) -> ScrapeTarget:
 
 
 async def _providers(
-    ns: argparse.Namespace, stack: AsyncExitStack, pods: PodLister | None
+    ns: argparse.Namespace, stack: AsyncExitStack, pods: PodLister | None, metrics: AdapterMetrics
 ) -> MetricsProvider:
+    """The configured sources; they report upstream errors and latency into ``metrics``."""
     rules = _load_rules(ns)
     providers: list[MetricsProvider] = []
     if any(r.source == "prometheus" for r in rules):
         providers.append(
-            await stack.enter_async_context(PrometheusProvider(_prom_config(ns), rules, pods=pods))
+            await stack.enter_async_context(
+                PrometheusProvider(_prom_config(ns), rules, pods=pods, metrics=metrics)
+            )
         )
     if any(r.source == "scrape" for r in rules):
         config = ScrapeConfig([parse_target(t) for t in ns.scrape_target], interval_s=ns.scrape_interval)
-        scrape = await stack.enter_async_context(ScrapeProvider(config, rules))
+        scrape = await stack.enter_async_context(ScrapeProvider(config, rules, metrics=metrics))
         scrape.start_loop()
         providers.append(scrape)
     return CompositeProvider(providers)
@@ -149,9 +153,11 @@ async def _run(ns: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
         header, reviewer, pods = await _auth(ns, stack)
-        provider = await _providers(ns, stack, pods)
+        metrics = AdapterMetrics()
+        provider = await _providers(ns, stack, pods, metrics)
         running = await start_adapter(
             provider,
+            metrics=metrics,
             host=ns.bind_address,
             port=ns.secure_port,
             cert_file=ns.tls_cert_file,

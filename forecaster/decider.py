@@ -252,7 +252,7 @@ def decide(
     )
     keep = now - max(policy.scale_down_delay_s, policy.fallback_hold_s)
     recent = (*tuple(r for r in state.recent if r[0] > keep), (now, target))
-    held = max(n for t, n in recent if t > now - hold_s)
+    held = max([target, *(n for t, n in recent if t > now - hold_s)])
     notes = [detail] if detail else []
     if held > target:
         notes.append(f"scale-down delayed (held {held} for {hold_s:.0f} s)")

@@ -6,8 +6,7 @@ alert rules and sends to a real Alertmanager.
 
 Every dashboard query must return series on the live data, every dashboard variable must offer
 the value the test fills in, and every vector selector of every alert expression must select
-series, except the token counters in ``NO_SOURCE_HERE`` and the family in ``KNOWN_UNEXPORTED``
-(asserted absent). Faults are induced (a GPU is lost,
+series, except the token counters in ``NO_SOURCE_HERE``. Faults are induced (a GPU is lost,
 XIDs 79 and 31, a batch timeout that makes every request slower than the SLO, Prometheus
 stalling under the adapter); the GPU and SLO alerts must reach Alertmanager, and the queries
 that only have series once something failed are checked after the faults. The rules are the
@@ -59,11 +58,6 @@ tokens. Queries over these are evaluated (they must parse) but may be empty."""
 FAULT_ONLY = frozenset({"gpu_xid_errors_total"})
 """Only exist once something failed (the exporter creates an XID series at its first XID):
 checked after the faults are induced."""
-KNOWN_UNEXPORTED = frozenset({"prescale_adapter_upstream_errors_total"})
-"""Families the code defines but a running program does not export yet: ``prescale adapter``
-builds its metrics providers without the process' AdapterMetrics, so failed upstream queries
-(the adapter logs one here after Prometheus stalled under a request) never reach /metrics.
-Asserted empty, so the test fails once the wiring is fixed and the entry must go."""
 CRITICAL_XID, OTHER_XID = 79, 31
 
 
@@ -270,10 +264,7 @@ def _check_alert_expressions(p: prom.Prometheus) -> None:
             names = metric_names(s)
             if names & NO_SOURCE_HERE:
                 continue
-            has = bool(query(p, s))
-            if names & KNOWN_UNEXPORTED:
-                assert not has, f"{s} has series now: remove it from KNOWN_UNEXPORTED"
-            elif not has:
+            if not query(p, s):
                 missing.append((r["alert"], s))
     assert not missing, "alert selectors without series on real data:\n" + "\n".join(
         f"  {name}: {s}" for name, s in missing)

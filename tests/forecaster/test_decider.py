@@ -94,6 +94,19 @@ def test_scale_down_is_delayed_then_allowed() -> None:
     assert d.replicas == 10  # max_scale_down_rate 2: 20 -> at least 10, and 5 is wanted
 
 
+def test_no_delay_at_all_scales_down_at_once() -> None:
+    """Both holds at 0 (the CRD allows it): the recommendation stands alone, every time."""
+    policy = ScalingPolicy(capacity_per_replica_rps=10.0, scale_down_delay_s=0.0, fallback_hold_s=0.0)
+    state = DeciderState()
+    for now, (peak, replicas) in enumerate([(200, 20), (100, 10), (100, 10)]):
+        d, state = decide(wf(peak, peak, peak, peak), GOOD, Observation(0, 20), policy, state, now=float(now))
+        assert d.valid
+        assert d.replicas == replicas
+    d, state = decide(None, GOOD, Observation(35, 10), policy, state, now=5.0)
+    assert d.valid
+    assert d.replicas == 5  # gated off: 35 rps at 0.7 of 10 rps per replica
+
+
 def test_rate_limits_and_bounds() -> None:
     slow = ScalingPolicy(capacity_per_replica_rps=1.0, max_scale_up_rate=1.5, max_replicas=12, min_replicas=2)
     d, _ = decide(wf(100, 100, 100, 100), GOOD, Observation(0, 4), slow, DeciderState(), now=0.0)
