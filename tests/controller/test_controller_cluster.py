@@ -23,7 +23,6 @@ import yaml
 from controller_cluster_lib import (
     CompressedTrace,
     ReadyHistory,
-    external_metrics_api,
     gpu_deployment,
     hpa_manifest,
     pa_manifest,
@@ -32,6 +31,7 @@ from controller_cluster_lib import (
     trace_exporter,
     trace_prometheus,
 )
+from controller_external_api import external_metrics_api
 
 from forecaster.kube import Kube
 from prescale.stack.cluster import Cluster

@@ -15,7 +15,6 @@ import pytest
 import yaml
 from controller_cluster_lib import (
     async_wait_for,
-    external_metrics_api,
     gpu_deployment,
     hpa_manifest,
     pa_manifest,
@@ -23,6 +22,7 @@ from controller_cluster_lib import (
     trace_exporter,
     trace_prometheus,
 )
+from controller_external_api import external_metrics_api
 
 from forecaster.decider import REASONS
 from forecaster.kube import Kube
