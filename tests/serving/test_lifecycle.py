@@ -17,6 +17,9 @@ import pytest
 
 PRESCALE = Path(sys.executable).with_name("prescale")
 ROW = {"instances": [[6.7, 3.0, 5.2, 2.3]]}
+ROWS = 200
+"""Rows per drained request: enough model work that requests queue up behind each other with
+either executor, so SIGTERM always finds many in flight."""
 GRACE_S = 15.0
 DRAIN_DELAY_S = 0.5
 
@@ -98,8 +101,9 @@ async def test_ready_after_startup_then_sigterm_drains_in_flight_requests_and_ex
 
         async def predict() -> int:
             nonlocal answered
-            async with session.post(f"{server.url}/v1/models/iris:predict", json=ROW) as resp:
-                assert (await resp.json())["predictions"] == [2]
+            async with session.post(f"{server.url}/v1/models/iris:predict",
+                                    json={"instances": ROW["instances"] * ROWS}) as resp:
+                assert (await resp.json())["predictions"] == [2] * ROWS
                 answered += 1
                 return resp.status
 
