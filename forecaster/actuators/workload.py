@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from forecaster.controller.spec import TargetRef
-from forecaster.kube import JsonObj, KubeApi
+from forecaster.kube import JsonObj, KubeApi, KubeError
 
 _PLURALS: Final[dict[str, str]] = {
     "Deployment": "deployments",
@@ -92,3 +92,20 @@ async def read_workload(kube: KubeApi, ref: TargetRef, namespace: str) -> Worklo
 async def scale_to(kube: KubeApi, path: str, replicas: int) -> JsonObj:
     """Set ``spec.replicas`` through the scale subresource (never the whole object)."""
     return await kube.merge_patch(f"{path}/scale", {"spec": {"replicas": int(replicas)}})
+
+
+async def bound_replicas(kube: KubeApi, namespace: str, workload: Workload) -> int:
+    """The workload's pods that hold a node now (not being deleted), at most its replicas; its
+    replicas when its pods cannot be listed."""
+    if not workload.selector:
+        return workload.replicas
+    try:
+        pods = await kube.get(f"/api/v1/namespaces/{namespace}/pods", {"labelSelector": workload.selector})
+    except KubeError:
+        return workload.replicas
+    bound = sum(
+        1
+        for pod in pods.get("items", [])
+        if pod.get("spec", {}).get("nodeName") and not pod.get("metadata", {}).get("deletionTimestamp")
+    )
+    return min(bound, workload.replicas)

@@ -24,7 +24,7 @@ from typing import Any
 
 from forecaster.actuators.modes import ACTUATORS, Actuator, Applied
 from forecaster.actuators.nodepool import Headroom, NodePoolBackend, backends, headroom_gpus
-from forecaster.actuators.workload import Workload, read_workload
+from forecaster.actuators.workload import Workload, bound_replicas, read_workload
 from forecaster.controller import status as st
 from forecaster.controller.clock import Clock
 from forecaster.controller.events import EventRecorder
@@ -336,10 +336,9 @@ class Reconciler:
         mu = policy.capacity_per_replica_rps
         future = 0 if wf is None else math.ceil(wf.at(policy.planning_quantile) / mu - 1e-9)
         future = min(max(future, spec.min_replicas), spec.max_replicas)
-        # Against the replicas *before* this reconcile's scale-up: placeholders shrink one
-        # reconcile later, so new serving pods take their GPUs by preemption at once instead of
-        # racing the placeholders' deletion.
-        gpus = headroom_gpus(future, workload.replicas, pool)
+        # Against the serving pods already bound to a node: placeholders give way only after
+        # the new serving pods have taken their GPUs (by preemption), never by racing them.
+        gpus = headroom_gpus(future, await bound_replicas(self.deps.kube, ns, workload), pool)
         headroom = mem.headroom
         # Between cycles headroom only grows: a scale-up's serving pods take the placeholders'
         # GPUs by preemption before the next cycle shrinks them.

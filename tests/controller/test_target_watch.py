@@ -182,10 +182,15 @@ async def test_between_cycles_an_hpa_floor_is_never_lowered() -> None:
     assert kube.objects[hpa_path]["spec"]["minReplicas"] == 4
 
 
+def serving_pod(ns: str, name: str, app: str, node: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": ns, "labels": {"app": app}}, "spec": {"nodeName": node}}
+
+
 async def test_between_cycles_node_headroom_only_grows() -> None:
     kube, clock = FakeKube(), FakeClock(1_700_000_000.0 - 1_700_000_000.0 % 3600 + 5 * 3600 + 600)
     path = DEPLOY_PATH.format(ns="a", name="m")
     kube.put(path, deployment("a", "m", 1))
+    kube.put("/api/v1/namespaces/a/pods/m-0", serving_pod("a", "m-0", "m", node="n0"))
     node_pool = {"backend": "placeholder-pods", "gpusPerNode": 8, "nodeLeadTimeSeconds": 600}
     kube.put(PA_PATH.format(ns="a", name="p"), pa("a", "p", "m", nodePool=node_pool))
     rec = Reconciler(Deps(kube, FakeSource(daily()), clock, EventRecorder(kube, clock), fit_in_thread=False))
@@ -201,6 +206,12 @@ async def test_between_cycles_node_headroom_only_grows() -> None:
     assert out.headroom is not None
     assert out.headroom.gpus == asked
     assert kube.objects[placeholders]["spec"]["replicas"] == asked, "shrunk between cycles"
+    clock.advance(30)
+    out = await rec.reconcile(obj)  # a cycle, but the new serving pods have no node yet
+    assert out.headroom is not None
+    assert out.headroom.gpus >= asked, "placeholders gave way before the serving pods took their place"
+    for i in range(1, 19):  # the new serving pods are bound (they preempted the placeholders)
+        kube.put(f"/api/v1/namespaces/a/pods/m-{i}", serving_pod("a", f"m-{i}", "m", node="n1"))
     clock.advance(30)
     out = await rec.reconcile(obj)
     assert out.headroom is not None
