@@ -33,8 +33,15 @@ class Applied:
     detail: str = ""
 
 
-def held(current: int, wanted: int) -> str:
-    return f"{current} -> {wanted} waits for the next cycle (only raises between cycles)"
+def unchanged(current: int, wanted: int, raise_only: bool) -> Applied | None:
+    """What is applied without a write: nothing when ``wanted`` is in place, the current value
+    when ``wanted`` would lower it between cycles; None when a write is due."""
+    if current == wanted:
+        return Applied(wanted, False)
+    if raise_only and wanted < current:
+        why = f"{current} -> {wanted} waits for the next cycle (only raises between cycles)"
+        return Applied(current, False, why)
+    return None
 
 
 class Actuator(Protocol):
@@ -65,10 +72,8 @@ class DirectScale:
         *,
         raise_only: bool = False,
     ) -> Applied:
-        if workload.replicas == replicas:
-            return Applied(replicas, False)
-        if raise_only and replicas < workload.replicas:
-            return Applied(workload.replicas, False, held(workload.replicas, replicas))
+        if (kept := unchanged(workload.replicas, replicas, raise_only)) is not None:
+            return kept
         await scale_to(kube, workload.path, replicas)
         return Applied(replicas, True, f"scaled {workload.replicas} -> {replicas}")
 
@@ -91,10 +96,8 @@ class HpaFloor:
         hspec = hpa.get("spec") or {}
         floor = max(1, min(replicas, int(hspec.get("maxReplicas", replicas))))
         current = int(hspec.get("minReplicas", 1))
-        if current == floor:
-            return Applied(floor, False)
-        if raise_only and floor < current:
-            return Applied(current, False, held(current, floor))
+        if (kept := unchanged(current, floor, raise_only)) is not None:
+            return kept
         await kube.merge_patch(path, {"spec": {"minReplicas": floor}})
         return Applied(floor, True, f"HPA {spec.hpa_name} minReplicas {current} -> {floor}")
 
