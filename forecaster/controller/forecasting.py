@@ -235,7 +235,8 @@ class TargetForecaster:
             self.fit_error = f"predict failed: {e}"
             return None, math.nan
         # The window opens on the slot just observed: its peak is at least what that slot holds.
-        point = max(float(fc.mean.max()), self.latest() or 0.0)
+        seen = self.latest() or 0.0
+        point = max(float(fc.mean.max()), seen)
         sel = self.model.selection
         group = self._group(point)
         wf = self.calibrator.window_forecast(point, sel.chosen if sel else "", fc.notes, group=group)
@@ -243,7 +244,7 @@ class TargetForecaster:
         open_i = self.grid_index(now_s)
         if record:
             self._pending.append(
-                _Pending(open_i, open_i + steps, point, planned, self.latest() or 0.0, group)
+                _Pending(open_i, open_i + steps, point, planned, seen, group)
             )
         return wf, point
 
