@@ -17,14 +17,20 @@ T0 = 1_700_000_000.0
 POOL = NodePoolSpec("placeholder-pods", 8, 4, node_lead_time_s=300, node_selector={"pool": "gpu"})
 
 
-def node(kube: FakeKube, name: str, created: float, ready: float | None, pool: str = "gpu") -> None:
+def node(
+    kube: FakeKube, name: str, created: float, ready: float | None, labels: dict[str, str] | None = None
+) -> None:
     conds = (
         [] if ready is None else [{"type": "Ready", "status": "True", "lastTransitionTime": rfc3339(ready)}]
     )
     kube.put(
         f"/api/v1/nodes/{name}",
         {
-            "metadata": {"name": name, "labels": {"pool": pool}, "creationTimestamp": rfc3339(created)},
+            "metadata": {
+                "name": name,
+                "labels": labels or {"pool": "gpu"},
+                "creationTimestamp": rfc3339(created),
+            },
             "status": {"conditions": conds},
         },
     )
@@ -52,7 +58,7 @@ def lead() -> NodeLead:
 async def test_placeholder_headroom_measures_request_to_the_last_new_node_ready() -> None:
     kube, nl = FakeKube(), lead()
     node(kube, "old", T0 - 3600, T0 - 3600)
-    node(kube, "other-pool", T0 + 1, T0 + 2, pool="cpu")
+    node(kube, "other-pool", T0 + 1, T0 + 2, {"pool": "cpu"})
     await nl.follow(kube, "a", "p", POOL, 2, now_s=T0, measure=True)
     up = pending(nl)
     assert up is not None
@@ -84,19 +90,7 @@ async def test_scaled_pools_close_when_the_nodes_asked_for_are_ready() -> None:
     kube, nl = FakeKube(), lead()
     pool = NodePoolSpec("karpenter-nodepool", 8, 1, name="gpu-a")
     assert pool_selector(pool) == "karpenter.sh/nodepool=gpu-a"
-    kube.put(
-        "/api/v1/nodes/k1",
-        {
-            "metadata": {
-                "name": "k1",
-                "labels": {"karpenter.sh/nodepool": "gpu-a"},
-                "creationTimestamp": rfc3339(T0 + 20),
-            },
-            "status": {
-                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": rfc3339(T0 + 25)}]
-            },
-        },
-    )
+    node(kube, "k1", T0 + 20, T0 + 25, {"karpenter.sh/nodepool": "gpu-a"})
     await nl.follow(kube, "a", "p", pool, 2, now_s=T0, measure=True)
     await nl.follow(kube, "a", "p", pool, 2, now_s=T0 + 30, measure=True)
     assert pending(nl) is not None, "one of two nodes is Ready"
@@ -104,19 +98,7 @@ async def test_scaled_pools_close_when_the_nodes_asked_for_are_ready() -> None:
     await nl.follow(kube, "a", "p", pool, 2, now_s=T0 + 35, measure=True)  # logged, kept
     assert pending(nl) is not None
     kube.fail = lambda method, path: None
-    kube.put(
-        "/api/v1/nodes/k2",
-        {
-            "metadata": {
-                "name": "k2",
-                "labels": {"karpenter.sh/nodepool": "gpu-a"},
-                "creationTimestamp": rfc3339(T0 + 21),
-            },
-            "status": {
-                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": rfc3339(T0 + 33)}]
-            },
-        },
-    )
+    node(kube, "k2", T0 + 21, T0 + 33, {"karpenter.sh/nodepool": "gpu-a"})
     await nl.follow(kube, "a", "p", pool, 2, now_s=T0 + 40, measure=True)
     assert pending(nl) is None
     assert nl.estimate_s() == pytest.approx(33)
