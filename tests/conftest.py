@@ -12,6 +12,7 @@ Fixtures give tests the real parts: ``cluster`` (session-wide control plane),
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
@@ -68,6 +69,14 @@ def private_address(pytestconfig: pytest.Config) -> str:
 def cluster(tmp_path_factory: pytest.TempPathFactory, private_address: str) -> Iterator[cluster_mod.Cluster]:
     """A real control plane (etcd, kube-apiserver, KCM, scheduler, KWOK with 2 GPU nodes)."""
     cfg = cluster_mod.ClusterConfig(work_dir=tmp_path_factory.mktemp("cluster"), address=private_address)
+    with running_cluster(cfg) as c:
+        yield c
+
+
+@contextlib.contextmanager
+def running_cluster(cfg: cluster_mod.ClusterConfig) -> Iterator[cluster_mod.Cluster]:
+    """Start a control plane from ``cfg`` and stop it afterwards; missing binaries fail the test
+    (or skip it with PRESCALE_SKIP_CLUSTER=1) with what to run."""
     missing = cluster_mod.missing_binaries(cfg.bin_dir)
     if missing:
         if os.environ.get("PRESCALE_SKIP_CLUSTER") == "1":
@@ -82,6 +91,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, private_address: str) -> I
         yield c
     finally:
         c.stop()
+
+
+StartCluster = Callable[[cluster_mod.ClusterConfig], cluster_mod.Cluster]
+
+
+@pytest.fixture
+def start_cluster() -> Iterator[StartCluster]:
+    """Start a control plane of the test's own (stopped at teardown), beside the session's."""
+    with contextlib.ExitStack() as stack:
+        yield lambda cfg: stack.enter_context(running_cluster(cfg))
 
 
 StartPrometheus = Callable[..., prom.Prometheus]

@@ -12,9 +12,8 @@ import asyncio
 import itertools
 import json
 import logging
-import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,6 @@ from controller_cluster_lib import (
 from forecaster.kube import Kube
 from prescale.stack import cluster as cluster_mod
 from prescale.stack import procs
-from prescale.stack.errors import StackError
 
 pytestmark = pytest.mark.cluster
 
@@ -45,24 +43,16 @@ FLOOR = 15
 
 
 @pytest.fixture
-def own_cluster(tmp_path: Path, private_address: str) -> Iterator[cluster_mod.Cluster]:
+def own_cluster(
+    tmp_path: Path,
+    private_address: str,
+    start_cluster: Callable[[cluster_mod.ClusterConfig], cluster_mod.Cluster],
+) -> cluster_mod.Cluster:
     """A control plane for this test alone (its apiserver on a port of its own)."""
     cfg = cluster_mod.ClusterConfig(
         work_dir=tmp_path / "cluster", address=private_address, apiserver_port=procs.free_port(), gpu_nodes=1
     )
-    missing = cluster_mod.missing_binaries(cfg.bin_dir)
-    if missing:
-        if os.environ.get("PRESCALE_SKIP_CLUSTER") == "1":
-            pytest.skip(f"PRESCALE_SKIP_CLUSTER=1 and binaries missing: {', '.join(missing)}")
-        pytest.fail(f"control-plane binaries missing in {cfg.bin_dir}: {', '.join(missing)}")
-    try:
-        c = cluster_mod.start(cfg)
-    except StackError as e:
-        pytest.fail(f"the test's own control plane failed to start:\n{e}")
-    try:
-        yield c
-    finally:
-        c.stop()
+    return start_cluster(cfg)
 
 
 def actions(caplog: pytest.LogCaptureFixture) -> list[tuple[int, int]]:
