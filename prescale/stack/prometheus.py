@@ -4,11 +4,13 @@ temporary storage, plus fast history loading through ``promtool tsdb create-bloc
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -51,8 +53,42 @@ class Prometheus:
         with urllib.request.urlopen(req, timeout=10):
             pass
 
+    def scraped_after(self, t: float) -> float | None:
+        """Once every active target has been scraped successfully after unix time ``t``: the
+        latest of those scrapes; None before. A failed scrape marks all its series stale, so
+        after Prometheus was paused this (then :meth:`evaluated_after`) is when queries see
+        every series again."""
+        targets = _get_json(f"{self.url}/api/v1/targets?state=active")["data"]["activeTargets"]
+        scraped = [_unix(x["lastScrape"]) for x in targets if x["health"] == "up"]
+        if not targets or len(scraped) < len(targets) or min(scraped) <= t:
+            return None
+        return max(scraped)
+
+    def evaluated_after(self, t: float) -> bool:
+        """Every rule group was evaluated after unix time ``t``."""
+        groups = _get_json(f"{self.url}/api/v1/rules")["data"]["groups"]
+        return all(_unix(g["lastEvaluation"]) > t for g in groups)
+
+    def scrape_state(self) -> str:
+        """The targets' health and last scrapes and the rule groups' last evaluations, for errors."""
+        targets = _get_json(f"{self.url}/api/v1/targets?state=active")["data"]["activeTargets"]
+        groups = _get_json(f"{self.url}/api/v1/rules")["data"]["groups"]
+        return "; ".join([
+            *(f"{x['scrapePool']} {x['scrapeUrl']}: {x['health']} at {x['lastScrape']} {x['lastError']}"
+              for x in targets),
+            *(f"rule group {g['name']} evaluated at {g['lastEvaluation']}" for g in groups)])
+
     def stop(self) -> None:
         self.process.stop()
+
+
+def _unix(rfc3339: str) -> float:
+    """Prometheus's RFC 3339 times (nanoseconds, ``Z`` or an offset) as unix seconds."""
+    m = re.fullmatch(r"(.+?T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", rfc3339)
+    if m is None:
+        raise ValueError(f"not an RFC 3339 time: {rfc3339!r}")
+    base = datetime.fromisoformat(m.group(1) + m.group(3).replace("Z", "+00:00"))
+    return base.timestamp() + float(m.group(2) or 0.0)
 
 
 @dataclass

@@ -98,7 +98,7 @@ async def test_placeholders_bring_nodes_ahead_and_serving_pods_preempt_them(
                                     "backend": "placeholder-pods",
                                     "gpusPerNode": 8,
                                     "gpusPerReplica": 4,
-                                    "nodeLeadTimeSeconds": 6,
+                                    "nodeLeadTimeSeconds": 10,
                                     "nodeSelector": {"prescale.dev/node-pool": pool},
                                 },
                             ),

@@ -222,11 +222,19 @@ def _stall_prometheus_under_adapter(cluster: Cluster, p: prom.Prometheus, runnin
         pytest.fail("the adapter answered while Prometheus was stopped")
     finally:
         os.kill(p.process.popen.pid, signal.SIGCONT)
+        resumed = time.time()
     assert code == 503, body
     log = running.process.log_path.read_text()
     assert "prometheus query failed" in log, "the adapter saw no upstream error"
     wait_for(lambda: query(p, 'prescale_adapter_requests_total{code="503"}'), 30,
              "the adapter's 503 in Prometheus")
+    # The scrapes that timed out during the pause marked their series stale.
+    def state() -> str:
+        return f"resumed at {resumed:.3f}; {p.scrape_state()}"
+
+    scraped = wait_for(lambda: p.scraped_after(resumed), 30, "every target scraped after Prometheus resumed",
+                       state)
+    wait_for(lambda: p.evaluated_after(scraped), 30, "every rule group evaluated after those scrapes", state)
 
 
 def _check_dashboards(p: prom.Prometheus, skip: frozenset[str]) -> None:
