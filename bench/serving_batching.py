@@ -7,13 +7,16 @@ Prints, in one run:
 - the bare model call (1 row, in-process) and the server at low load (1 connection), p50/p99;
 - a wrk concurrency sweep with batching off (max_batch_size 1) and on, the best throughput
   at the p99 target of each (the capacity of that setting), and their ratio (goal >= 3x);
-- overload, open loop (bench/serving_openloop.py), for batching off and on: 1x and 2x the
+- overload, open loop (bench/openloop, a Go program), for batching off and on: 1x and 2x the
   capacity of that setting offered on a fixed schedule to two servers: "limited" (queue 64
   and ``--max-wait-ms``, 50 by default) and "unlimited" (a queue that never fills; only the
   10 s deadline). For each: the 2xx p99 measured by the client and the 429 share. "Bounded"
   means: the limited server's 2xx p99 at 2x is at most BOUND_FACTOR times its 2xx p99 at 1x;
   the unlimited server, measured in the same run, is the baseline. ``--capacity`` skips the
   sweep (batching on only).
+
+With two or more CPUs the servers run on the first half and wrk and the generator on the
+rest (``taskset``), so neither side's work delays the other's.
 """
 
 from __future__ import annotations
@@ -21,9 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -35,9 +36,11 @@ import serving_common as common
 
 from serving.runtimes import load_model
 
-OPENLOOP = Path(__file__).with_name("serving_openloop.py")
+OPENLOOP_SRC = Path(__file__).with_name("openloop")
 BOUND_FACTOR = 2.0
-GENERATOR_RATE = 800.0
+WARM_CONNS = 128
+"""Keep-alive connections open before each overload run, as a proxy in front keeps a pool."""
+SERVER_CPUS, CLIENT_CPUS = common.cpu_split()
 OFF = ["--max-batch-size", "1"]
 ON = ["--max-batch-size", "32", "--batch-timeout-ms", "2"]
 
@@ -85,6 +88,7 @@ class Load:
     rate: float
     offered: int
     latencies_ms: dict[int, list[float]]
+    p99_ms_by_second: dict[str, dict[str, float]]
 
     def share(self, status: int) -> float:
         return len(self.latencies_ms.get(status, [])) / max(1, self.offered)
@@ -97,14 +101,17 @@ class Load:
     def line(self) -> str:
         parts = [f"{k}: {len(v)} (p50 {np.percentile(v, 50):.1f} p99 {np.percentile(v, 99):.1f} ms)"
                  for k, v in sorted(self.latencies_ms.items())]
-        return f"offered {self.rate:6.0f} req/s: " + ", ".join(parts)
+        by_second = ", ".join(f"{float(v['200']):.0f}" for _, v in sorted(
+            self.p99_ms_by_second.items(), key=lambda kv: int(kv[0])) if "200" in v)
+        return f"offered {self.rate:6.0f} req/s: {', '.join(parts)}; 2xx p99 by second [{by_second}] ms"
 
 
 def wrk(url: str, connections: int, duration_s: float, script: Path) -> Run:
     threads = min(2, connections)
     out = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(duration_s))}s",
-         "--timeout", "10s", "-s", str(script), f"{url}/v1/models/iris:predict"],
+        [*CLIENT_CPUS, "wrk", "-t", str(threads), "-c", str(connections),
+         "-d", f"{max(1, round(duration_s))}s", "--timeout", "10s", "-s", str(script),
+         f"{url}/v1/models/iris:predict"],
         capture_output=True, text=True, check=True).stdout
     doc: dict[str, Any] = json.loads(out.split("RESULT ", 1)[1])
     ok = doc["codes"].get("200", 0)
@@ -136,28 +143,26 @@ def mean_ms(replica: common.Replica, family: str) -> float:
     return total / count * 1e3
 
 
-def openloop(url: str, rate: float, duration_s: float) -> Load:
-    """Offer ``rate`` req/s on a fixed schedule (bench/serving_openloop.py) and summarize.
+def build_openloop() -> Path:
+    """Build the Go open-loop generator (bench/openloop, standard library only) into the cache."""
+    out = Path.home() / ".cache" / "prescale" / "bench" / "openloop"
+    subprocess.run(["go", "build", "-o", str(out), "."], cwd=OPENLOOP_SRC, check=True)
+    return out
 
-    The offer is split over one generator process per GENERATOR_RATE req/s, so the client
-    keeps its schedule.
-    """
-    n = max(1, math.ceil(rate / GENERATOR_RATE))
-    procs = [subprocess.Popen(
-        [sys.executable, str(OPENLOOP), f"{url}/v1/models/iris:predict", common.BODY,
-         "--rate", f"{rate / n:.1f}", "--duration-s", str(duration_s)],
-        stdout=subprocess.PIPE, text=True) for _ in range(n)]
-    offered = 0
-    latencies: dict[int, list[float]] = {}
-    for proc in procs:
-        out, _ = proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"load generator failed (exit {proc.returncode})")
-        doc = json.loads(out)
-        offered += doc["offered"]
-        for k, v in doc["latencies_ms"].items():
-            latencies.setdefault(int(k), []).extend(v)
-    return Load(rate, offered, {k: sorted(v) for k, v in latencies.items()})
+
+def openloop(generator: Path, url: str, rate: float, duration_s: float, *, max_conns: int = 2000,
+             warm_conns: int = 0) -> Load:
+    """Offer ``rate`` req/s on a fixed schedule (bench/openloop) and summarize."""
+    out = subprocess.run(
+        [*CLIENT_CPUS, str(generator), "-url", f"{url}/v1/models/iris:predict", "-body", common.BODY,
+         "-rate", f"{rate:.1f}", "-duration", f"{duration_s}s", "-max-conns", str(max_conns),
+         "-warm-conns", str(warm_conns)],
+        capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"load generator failed (exit {out.returncode}): {out.stderr.strip()}")
+    doc = json.loads(out.stdout)
+    latencies = {int(k): sorted(v) for k, v in doc["latencies_ms"].items()}
+    return Load(rate, doc["offered"], latencies, doc["p99_ms_by_second"])
 
 
 def overload(args: argparse.Namespace, repo: Path, stack: contextlib.ExitStack, *, name: str,
@@ -171,8 +176,8 @@ def overload(args: argparse.Namespace, repo: Path, stack: contextlib.ExitStack, 
     batching = [*batching, "--workers", str(args.workers), "--executor", args.executor]
     servers = {
         "limited": common.start(repo, *batching, "--max-queue-size", "64",
-                                "--max-wait-ms", str(args.max_wait_ms)),
-        "unlimited": common.start(repo, *batching, "--max-queue-size", "100000"),
+                                "--max-wait-ms", str(args.max_wait_ms), prefix=SERVER_CPUS),
+        "unlimited": common.start(repo, *batching, "--max-queue-size", "100000", prefix=SERVER_CPUS),
     }
     for r in servers.values():
         stack.callback(r.kill)
@@ -180,7 +185,8 @@ def overload(args: argparse.Namespace, repo: Path, stack: contextlib.ExitStack, 
     for _ in range(args.rounds):
         for mult in (1, 2):
             for server, replica in servers.items():
-                load = openloop(replica.url, mult * capacity, args.duration_s)
+                load = openloop(args.generator, replica.url, mult * capacity, args.duration_s,
+                                warm_conns=WARM_CONNS)
                 loads.setdefault((server, mult), []).append(load)
                 print(f"  {server:9s} {mult}x  {load.line()}")
     for r in servers.values():
@@ -211,6 +217,9 @@ def main() -> int:
     p.add_argument("--capacity", type=float, help="skip the sweep; overload against this capacity (req/s)")
     p.add_argument("--rounds", type=int, default=2, help="overload rounds (medians are reported)")
     args = p.parse_args()
+    args.generator = build_openloop()
+    print(f"CPUs: server {' '.join(SERVER_CPUS) or 'unpinned'}, load generators "
+          f"{' '.join(CLIENT_CPUS) or 'unpinned'}")
     repo = common.example_repo()
     script = Path(tempfile.mkdtemp()) / "predict.lua"
     script.write_text(WRK_SCRIPT % common.BODY)
@@ -230,12 +239,12 @@ def measure(args: argparse.Namespace, repo: Path, script: Path, stack: contextli
         overload(args, repo, stack, name="batching on", batching=ON, capacity=args.capacity)
         return 0
     common_args = ["--workers", str(args.workers), "--executor", args.executor, "--max-queue-size", "1024"]
-    off = common.start(repo, *OFF, *common_args)
+    off = common.start(repo, *OFF, *common_args, prefix=SERVER_CPUS)
     stack.callback(off.kill)
     reported = off.metric(r"inference_startup_seconds\{.*\}")
     print(f"start-up (spawn to ready): {off.spawn_to_ready_s:.2f} s; server-reported "
           f"inference_startup_seconds {reported:.2f} s")
-    on = common.start(repo, *ON, *common_args)
+    on = common.start(repo, *ON, *common_args, prefix=SERVER_CPUS)
     stack.callback(on.kill)
     runs_off, runs_on = [], []
     for c in conns:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -81,11 +84,24 @@ def _wait_ready(url: str, deadline: float) -> None:
     raise RuntimeError(f"{url} did not become ready")
 
 
-def start(repo: Path, *args: str, timeout_s: float = 60) -> Replica:
-    """Start ``prescale serve`` on a free loopback port and wait until it is ready."""
+def cpu_split() -> tuple[list[str], list[str]]:
+    """``taskset`` prefixes that give the server the first half of the CPUs and the load
+    generator the rest, so the client's own work never delays the server it measures (and the
+    other way round); empty on a single CPU or without taskset."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or shutil.which("taskset") is None:
+        return [], []
+    half = len(cpus) // 2
+    return (["taskset", "-c", ",".join(map(str, cpus[:half]))],
+            ["taskset", "-c", ",".join(map(str, cpus[half:]))])
+
+
+def start(repo: Path, *args: str, timeout_s: float = 60, prefix: Sequence[str] = ()) -> Replica:
+    """Start ``prescale serve`` on a free loopback port and wait until it is ready; ``prefix``
+    runs it under another command (``taskset``)."""
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        [str(PRESCALE), "--log-format", "json", "serve",
+        [*prefix, str(PRESCALE), "--log-format", "json", "serve",
          "--model-repository", str(repo), "--model", example.SKLEARN_MODEL,
          "--host", "127.0.0.1", "--port", "0", *args],
         stderr=subprocess.PIPE)

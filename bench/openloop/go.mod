@@ -1,0 +1,3 @@
+module prescale.dev/bench/openloop
+
+go 1.22
