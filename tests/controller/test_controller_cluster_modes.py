@@ -47,11 +47,13 @@ def test_an_invalid_pa_is_rejected_at_admission_naming_the_field(cluster: Cluste
         assert field in str(e.value), (patch, str(e.value))
 
 
-def flat_history(t0: float, rps: float, span_s: float = 800.0) -> list[tuple[float, float]]:
-    return [
-        (t, rps + 2.0 * math.sin(2 * math.pi * t / 160.0))
-        for t in (t0 - span_s + i for i in range(int(span_s)))
-    ]
+def wave(t: float, origin: float) -> float:
+    """A 2 req/s swell with a 160 s period, rising from ``origin``."""
+    return 2.0 * math.sin(2 * math.pi * (t - origin) / 160.0)
+
+
+def flat_history(t0: float, rps: float, origin: float, span_s: float = 800.0) -> list[tuple[float, float]]:
+    return [(t, rps + wave(t, origin)) for t in (t0 - span_s + i for i in range(int(span_s)))]
 
 
 def replica_history(samples: list[int]) -> int:
@@ -64,8 +66,11 @@ async def test_hpa_floor_does_not_fight_the_hpa_and_holds_when_prometheus_is_gon
     cluster: Cluster, namespace: str, start_prometheus: Any, private_address: str, tmp_path: Path
 ) -> None:
     demand = {"rps": 20.0}
-    with trace_exporter(lambda: demand["rps"] + 2.0 * math.sin(2 * math.pi * time.time() / 160.0)) as port:
-        p = trace_prometheus(start_prometheus, port, flat_history(time.time() + 3, 20.0))
+    # The swell is an eighth of a period in when the test starts and above 20 req/s for the next
+    # 60 s, so the floor planned on it is 3 whatever the clock (in its trough it would be 2).
+    origin = time.time() - 20.0
+    with trace_exporter(lambda: demand["rps"] + wave(time.time(), origin)) as port:
+        p = trace_prometheus(start_prometheus, port, flat_history(time.time() + 3, 20.0, origin))
         with external_metrics_api(cluster, namespace, private_address, tmp_path, lambda: demand["rps"]):
             cluster.apply(
                 yaml.safe_dump_all(
@@ -93,14 +98,28 @@ async def test_hpa_floor_does_not_fight_the_hpa_and_holds_when_prometheus_is_gon
                 dep = f"/apis/apps/v1/namespaces/{namespace}/deployments/model"
                 hpa = f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers/model"
 
+                reasons: list[str] = []
+
                 async def floor_set_and_steady() -> bool:
+                    pa_now = await kube.get(
+                        f"/apis/autoscaling.prescale.dev/v1alpha1/namespaces/{namespace}/predictiveautoscalers/model"
+                    )
+                    last = (pa_now.get("status") or {}).get("lastDecision") or {}
+                    r = f"{last.get('reason')}:{last.get('replicas')}"
+                    if not reasons or reasons[-1] != r:
+                        reasons.append(r)
                     h = await kube.get(hpa)
                     replicas.append(int((await kube.get(dep))["spec"]["replicas"]))
                     return (
                         h["spec"]["minReplicas"] >= 3 and len(replicas) > 12 and len(set(replicas[-12:])) == 1
                     )
 
-                await async_wait_for(floor_set_and_steady, 60, "floor raised and replicas steady")
+                t0 = time.monotonic()
+                try:
+                    await async_wait_for(floor_set_and_steady, 60, "floor raised and replicas steady")
+                except AssertionError as e:
+                    raise AssertionError(f"{e}; decisions {reasons}; replicas {replicas[-24:]}") from None
+                print(f"\nfloor raised and steady after {time.monotonic() - t0:.1f} s; decisions {reasons}")
                 floor_before = (await kube.get(hpa))["spec"]["minReplicas"]
                 demand["rps"] = 50.0  # an unforecast spike, seen by both
 
