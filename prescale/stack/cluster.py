@@ -93,6 +93,17 @@ class Cluster:
         """GET an API path as the admin (fast: no kubectl process), parsed JSON."""
         return kube_api.get_json(f"{self.server}{path}", self._admin_tls)
 
+    def wait_established(self, crd: str, timeout_s: float = 30.0) -> None:
+        """Wait until the CustomResourceDefinition ``crd`` is Established. ``kubectl wait``
+        fails at once instead while a CRD just created has no conditions yet."""
+
+        def established() -> bool:
+            doc = self.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}")
+            return any(c.get("type") == "Established" and c.get("status") == "True"
+                       for c in (doc.get("status") or {}).get("conditions") or [])
+
+        wait_for(established, timeout_s, f"CRD {crd} Established", self.logs)
+
     def logs(self) -> str:
         """The last lines of every component's log, for a failed test."""
         return "\n".join(f"--- {p.name} ({p.log_path})\n{procs.log_tail(p.log_path, 15)}"

@@ -56,12 +56,7 @@ async def async_wait_for(cond: Callable[[], Any], timeout_s: float, what: str) -
 
 def install_crd(cluster: Cluster) -> None:
     cluster.apply(CRD.read_text())
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/predictiveautoscalers.autoscaling.prescale.dev",
-        "--timeout=30s",
-    )
+    cluster.wait_established("predictiveautoscalers.autoscaling.prescale.dev")
 
 
 def gpu_deployment(name: str, namespace: str, replicas: int, ready_delay: str) -> dict[str, Any]:

@@ -66,7 +66,7 @@ async def test_capacity_buffer_and_karpenter_nodepool_are_sized_as_forecast(
 ) -> None:
     for crd, path in CRDS.items():
         cluster.apply(path.read_text())
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=30s")
+        cluster.wait_established(crd)
     nodepool = f"{namespace[:40].rstrip('-')}-gpu"
     trace = CompressedTrace(t0=time.time() + 8.0, bin_s=STEP_S, live_bin=338, scale=0.028)
     cluster.apply(

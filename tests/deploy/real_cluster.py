@@ -92,8 +92,7 @@ def predictive_autoscaler() -> dict[str, Any]:
 def workload(cluster: Cluster) -> Iterator[None]:
     """The namespace, CRD, Deployment, HPA and PredictiveAutoscaler; all removed afterwards."""
     cluster.apply(CRD.read_text())
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s",
-                    "crd/predictiveautoscalers.autoscaling.prescale.dev")
+    cluster.wait_established("predictiveautoscalers.autoscaling.prescale.dev")
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
     try:
         cluster.apply(yaml.safe_dump_all([namespace, deployment(), hpa(), predictive_autoscaler()]))

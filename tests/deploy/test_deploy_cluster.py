@@ -47,8 +47,7 @@ def _apply_crds(cluster: Cluster, crds: list[Obj]) -> list[Obj]:
     if created:
         cluster.apply(yaml.safe_dump_all(created))
     for c in crds:
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s",
-                        f"crd/{c['metadata']['name']}")
+        cluster.wait_established(c["metadata"]["name"])
     return created
 
 

@@ -22,8 +22,7 @@ NS = "prescale-serving"
 def test_serving_manifests_apply_and_become_available(cluster: Cluster) -> None:
     crd = ROOT / "deploy" / "crds" / "predictiveautoscalers.yaml"
     cluster.kubectl("apply", "--server-side", "-f", str(crd))
-    cluster.kubectl("wait", "--for=condition=established", "--timeout=60s",
-                    "crd/predictiveautoscalers.autoscaling.prescale.dev")
+    cluster.wait_established("predictiveautoscalers.autoscaling.prescale.dev", timeout_s=60.0)
     try:
         cluster.kubectl("apply", "-k", str(ROOT / "deploy" / "serving"))
         deadline = time.monotonic() + 90
