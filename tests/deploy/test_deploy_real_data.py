@@ -151,6 +151,18 @@ def test_dashboards_and_alerts_on_real_data(tmp_path: Path, cluster: Cluster, pr
     assert traffic.sent > 0
 
 
+_SEL = f'namespace="{NAMESPACE}"'
+CONTROLLER_HEALTHY = [
+    ("prescale_controller_leader == 1", "the controller leading"),
+    (f'prescale_forecast_requests_per_second{{{_SEL}, quantile="0.99"}}', "a calibrated forecast"),
+    (f"prescale_forecast_error_ratio{{{_SEL}}}", "the forecast error"),
+    (f"prescale_interval_coverage_ratio{{{_SEL}}}", "the forecast coverage"),
+    (f"prescale_node_headroom_gpus{{{_SEL}}}", "node headroom"),
+]
+"""The controller's series while its forecast is healthy (a reconcile that cannot read
+Prometheus publishes no forecast, error or coverage until the next one that can)."""
+
+
 def _wait_healthy(cluster: Cluster, p: prom.Prometheus, running: LocalAdapter) -> None:
     """Every part reports: traffic through the exporter, the adapter answering through the
     aggregator, kube-state-metrics, the apiserver, and the controller leading with a
@@ -168,11 +180,7 @@ def _wait_healthy(cluster: Cluster, p: prom.Prometheus, running: LocalAdapter) -
          "ready replicas in kube-state-metrics"),
         ('aggregator_unavailable_apiservice{name="v1beta1.external.metrics.k8s.io"} == 0',
          "the apiserver reporting the adapter's APIService available"),
-        ("prescale_controller_leader == 1", "the controller leading"),
-        (f'prescale_forecast_requests_per_second{{{sel}, quantile="0.99"}}', "a calibrated forecast"),
-        (f"prescale_forecast_error_ratio{{{sel}}}", "the forecast error"),
-        (f"prescale_interval_coverage_ratio{{{sel}}}", "the forecast coverage"),
-        (f"prescale_node_headroom_gpus{{{sel}}}", "node headroom"),
+        *CONTROLLER_HEALTHY,
     ]:
         wait_for(functools.partial(query, p, expr), 180, what, lambda: pa_status(cluster))
 
@@ -235,6 +243,9 @@ def _stall_prometheus_under_adapter(cluster: Cluster, p: prom.Prometheus, runnin
     scraped = wait_for(lambda: p.scraped_after(resumed), 30, "every target scraped after Prometheus resumed",
                        state)
     wait_for(lambda: p.evaluated_after(scraped), 30, "every rule group evaluated after those scrapes", state)
+    for expr, what in CONTROLLER_HEALTHY:
+        wait_for(functools.partial(query, p, expr), 60, f"{what} again after Prometheus resumed",
+                 lambda: pa_status(cluster))
 
 
 def _check_dashboards(p: prom.Prometheus, skip: frozenset[str]) -> None:
