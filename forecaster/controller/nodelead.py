@@ -4,8 +4,10 @@ A measurement starts when a reconcile asks the pool for more nodes than the one 
 closes when the headroom is in place and every node of the pool created since the request
 is Ready: for ``placeholder-pods`` when every placeholder pod is bound to a node, for the
 other backends when as many new nodes are Ready as were asked for. The delay is the last
-new node's ``Ready`` transition (the apiserver's clock) minus the request. No new node (the
-pool had room) gives no sample; neither does a request that is never met within
+new node's ``Ready`` transition (the apiserver's clock) minus the request. A node is new when
+it was not in the pool when the request was made (its uid was not listed then): creation
+timestamps are whole seconds, so a node made just before the request cannot be told apart
+by time. No new node (the pool had room) gives no sample; neither does a request that is never met within
 :data:`GIVE_UP_S` (nothing is learned from a pool that cannot grow).
 
 The pool's nodes are found by ``nodePool.nodeSelector``; a Karpenter NodePool's nodes carry
@@ -39,6 +41,13 @@ class NodeScaleUp:
     requested_at_s: float
     nodes: int
     """Extra nodes asked for beyond the previous request."""
+    known: frozenset[str] = frozenset()
+    """The pool's nodes (uid, else name) when the request was made; they are not new."""
+
+
+def node_key(obj: JsonObj) -> str:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("uid") or meta.get("name") or "")
 
 
 def pool_selector(pool: NodePoolSpec) -> str:
@@ -56,10 +65,12 @@ def _created_s(obj: JsonObj) -> float | None:
 
 
 def new_nodes(nodes: list[JsonObj], up: NodeScaleUp) -> list[JsonObj]:
-    """Nodes created since the request (timestamps are whole seconds)."""
+    """Nodes made since the request: not in the pool then, created since (whole seconds)."""
     out = []
     for n in nodes:
         created = _created_s(n)
+        if node_key(n) in up.known:
+            continue
         if created is not None and created >= up.requested_at_s - CLOCK_SLACK_S:
             out.append(n)
     return out
@@ -161,5 +172,14 @@ class NodeLead:
                         },
                     )
         if measure and self.pending is None and asked_nodes > self.asked_nodes and pool_selector(pool):
-            self.pending = NodeScaleUp(now_s, asked_nodes - self.asked_nodes)
+            try:
+                doc = await kube.get("/api/v1/nodes", {"labelSelector": pool_selector(pool)})
+            except KubeError as e:
+                log.warning(
+                    "node lead time not measured",
+                    extra={"fields": {"pa": f"{namespace}/{owner}", "error": str(e)}},
+                )
+            else:
+                known = frozenset(node_key(n) for n in doc.get("items") or [])
+                self.pending = NodeScaleUp(now_s, asked_nodes - self.asked_nodes, known)
         self.asked_nodes = asked_nodes

@@ -144,10 +144,12 @@ async def test_placeholders_bring_nodes_ahead_and_serving_pods_preempt_them(
         if math.ceil(trace.rps(t) / CAPACITY_RPS - 1e-9) >= 3
     )
     added = sorted(t for n, t in created.items() if not n.endswith("-n0"))
+    st = pa["status"]
     print(
         f"\nnodes added at {[round(t - trace.t0, 1) for t in added]} s; 3 replicas needed at "
         f"{need3 - trace.t0:.1f} s; scaled to 3 at {scaled_at.get(3, math.nan) - trace.t0:.1f} s; "
-        f"placeholders asked (s, n): {asked_history}"
+        f"placeholders asked (s, n): {asked_history}; node lead planned at the end: "
+        f"{st.get('nodeLeadTimeSeconds')} s from {st.get('nodeLeadTimeSamples')} sample(s)"
     )
     assert added, f"no node was added for the placeholders; status={pa['status']}"
     assert added[0] < need3, "the node came only after the demand needed it"
@@ -164,7 +166,6 @@ async def test_placeholders_bring_nodes_ahead_and_serving_pods_preempt_them(
     # Node lead time: measured from the headroom request to the new node Ready, and planned for.
     first_ask = parse_time(placeholders["metadata"]["creationTimestamp"])
     measured = pa["status"].get("nodeLeadTimeSeconds")
-    print(f"node lead time: {measured} s from {pa['status'].get('nodeLeadTimeSamples')} sample(s)")
     assert pa["status"].get("nodeLeadTimeSamples", 0) >= 1, f"no node scale-up measured: {pa['status']}"
     assert measured >= NODE_DELAY_S - 1, "shorter than the stand-in's delay"
     assert measured <= added[-1] - first_ask + 2, "longer than from the first ask to the last node"

@@ -90,8 +90,8 @@ async def test_scaled_pools_close_when_the_nodes_asked_for_are_ready() -> None:
     kube, nl = FakeKube(), lead()
     pool = NodePoolSpec("karpenter-nodepool", 8, 1, name="gpu-a")
     assert pool_selector(pool) == "karpenter.sh/nodepool=gpu-a"
-    node(kube, "k1", T0 + 20, T0 + 25, {"karpenter.sh/nodepool": "gpu-a"})
     await nl.follow(kube, "a", "p", pool, 2, now_s=T0, measure=True)
+    node(kube, "k1", T0 + 20, T0 + 25, {"karpenter.sh/nodepool": "gpu-a"})
     await nl.follow(kube, "a", "p", pool, 2, now_s=T0 + 30, measure=True)
     assert pending(nl) is not None, "one of two nodes is Ready"
     kube.fail = lambda method, path: Retryable("down", 503) if path == "/api/v1/nodes" else None
@@ -102,6 +102,34 @@ async def test_scaled_pools_close_when_the_nodes_asked_for_are_ready() -> None:
     await nl.follow(kube, "a", "p", pool, 2, now_s=T0 + 40, measure=True)
     assert pending(nl) is None
     assert nl.estimate_s() == pytest.approx(33)
+
+
+async def test_a_node_made_in_the_same_second_before_the_request_is_not_new() -> None:
+    # Creation timestamps are whole seconds: a node made 0.4 s before the request looks as
+    # new as one made after it. It was in the pool when the request was made, so the
+    # placeholder it takes at once gives no sample (a 0 s sample would make the controller
+    # plan the pool with no node lead at all).
+    kube, nl = FakeKube(), lead()
+    node(kube, "n0", T0 - 0.4, T0 - 0.3)
+    await nl.follow(kube, "a", "p", POOL, 1, now_s=T0, measure=True)
+    assert pending(nl) is not None
+    placeholder(kube, "h1", "n0")
+    await nl.follow(kube, "a", "p", POOL, 1, now_s=T0 + 2, measure=True)
+    assert pending(nl) is None
+    assert nl.samples == 0
+    assert nl.estimate_s() == 300
+
+
+async def test_no_measurement_starts_when_the_pool_cannot_be_listed() -> None:
+    kube, nl = FakeKube(), lead()
+    kube.fail = lambda method, path: Retryable("down", 503) if path == "/api/v1/nodes" else None
+    await nl.follow(kube, "a", "p", POOL, 1, now_s=T0, measure=True)
+    assert pending(nl) is None
+    kube.fail = lambda method, path: None
+    await nl.follow(kube, "a", "p", POOL, 2, now_s=T0 + 10, measure=True)
+    up = pending(nl)
+    assert up is not None
+    assert up.nodes == 1, "the ask grew by one since the last reconcile"
 
 
 async def test_nothing_is_measured_without_a_selector_or_when_measuring_is_off() -> None:
