@@ -35,6 +35,13 @@ def parser() -> argparse.ArgumentParser:
     cap.add_argument(
         "--capacity-per-replica", type=float, default=None, help="requests/s one replica serves at its SLO"
     )
+    p.add_argument(
+        "--step-s",
+        type=float,
+        default=15.0,
+        help="control step: every policy decides once per step (s, default 15); a live run in "
+        "compressed time decides once per compression x its interval",
+    )
     p.add_argument("--pod-lead-s", type=float, default=180.0, help="scale-up request to ready (s)")
     p.add_argument(
         "--node-lead-s", type=float, default=0.0, help="new node to ready (s); needs --gpus-per-node"

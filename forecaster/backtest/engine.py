@@ -28,6 +28,8 @@ from forecaster.models.seasonality import InsufficientHistoryError, requested_se
 
 POLICIES = ("oracle", "hpa", "kpa", "predictive")
 MIN_WARMUP_S = 600.0
+MIN_STEPS = 2
+"""A replay needs at least this many control steps over the trace (one decided, one scored)."""
 WARMUP_SHARE = 0.25
 
 
@@ -104,6 +106,7 @@ class BacktestParams:
         if args.capacity_per_replica is None and peak is None:
             peak = 40
         return cls(
+            step_s=args.step_s,
             peak_replicas=peak,
             capacity_per_replica=args.capacity_per_replica,
             pod_lead_s=args.pod_lead_s,
@@ -213,10 +216,15 @@ def _predictive_extra(pol: Predictive, lam: FloatArray, lead_steps: int, from_st
 
 def run_backtest(trace: Trace, p: BacktestParams, progress: Progress | None = None) -> BacktestResult:
     """Replay every requested policy and score them over the same window."""
+    if not float(trace.requests.max()) > 0:
+        raise BacktestError(f"{trace.name}: column {trace.column!r} is all zeros; nothing to replay")
+    if p.step_s > trace.span_s / MIN_STEPS:
+        raise BacktestError(
+            f"--step-s={p.step_s:g} is too long for {trace.name} ({trace.span_s:g} s): "
+            f"at most {trace.span_s / MIN_STEPS:g} s ({MIN_STEPS} steps)"
+        )
     lam = demand_per_step(trace, p.step_s)
     peak = float(lam.max())
-    if peak <= 0:
-        raise BacktestError(f"{trace.name}: column {trace.column!r} is all zeros; nothing to replay")
     capacity = p.capacity_per_replica or peak / (p.peak_replicas or 40)
     replay = ReplayConfig(p.step_s, p.pod_lead_s, p.gpus_per_replica, p.node_lead_s, p.gpus_per_node)
     scored_from_s = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -42,6 +43,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--miss-cost-ratio", type=float, default=DEFAULT_MISS_COST,
                    help="cost of one replica-hour of unserved demand in GPU replica-hours; sets the "
                         f"quantile prescale plans on, q = r / (r + 1) (default {DEFAULT_MISS_COST:g})")
+    p.add_argument("--step-s", type=float, default=15.0,
+                   help="control step of the replay, in trace seconds: every policy decides once per "
+                        "step (default 15). The cluster demo also replays at its own cadence.")
     p.add_argument("--day-minutes", type=float, default=10.0,
                    help="wall-clock minutes one day of traffic takes in the cluster demo (default 10)")
     p.add_argument("--out", type=Path, default=Path("demo-report"),
@@ -63,8 +67,10 @@ def _run_offline(args: argparse.Namespace) -> int:
     trace = load_trace(args.trace)
     window = offline.cut_window(trace, args.day, args.history_days)
     print(f"{trace.name}: replaying day {args.day} after {args.history_days:g} days of history "
-          f"(in-process replay model, pod lead time {args.pod_lead_s:g} s)", file=sys.stderr)
-    result = offline.run(window, args.peak_replicas, args.pod_lead_s, args.miss_cost_ratio, _progress)
+          f"(in-process replay model, pod lead time {args.pod_lead_s:g} s, a decision every "
+          f"{args.step_s:g} s)", file=sys.stderr)
+    result = offline.run(window, args.peak_replicas, args.pod_lead_s, args.miss_cost_ratio, _progress,
+                         step_s=args.step_s)
     rows = offline.rows_of(result)
     print(report.table_text(rows))
     path = args.out / "report.html"
@@ -75,9 +81,10 @@ def _run_offline(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    if args.peak_replicas < 1 or args.pod_lead_s < 0 or args.day_minutes <= 0 or not args.miss_cost_ratio > 0:
-        print("prescale demo: --peak-replicas must be >= 1, --pod-lead-s >= 0, --day-minutes > 0 and "
-              "--miss-cost-ratio > 0", file=sys.stderr)
+    if (args.peak_replicas < 1 or not args.pod_lead_s >= 0 or not 0 < args.day_minutes < math.inf
+            or not args.miss_cost_ratio > 0 or not 0 < args.step_s < math.inf):
+        print("prescale demo: --peak-replicas must be >= 1, --pod-lead-s >= 0, --day-minutes > 0, "
+              "--miss-cost-ratio > 0 and --step-s > 0", file=sys.stderr)
         return 2
     try:
         if args.no_cluster:

@@ -55,16 +55,17 @@ def cut_window(trace: Trace, day: int, history_days: float) -> DemoWindow:
 
 
 def run(window: DemoWindow, peak_replicas: int, pod_lead_s: float, miss_cost_ratio: float,
-        progress: Callable[[str, float], None] | None = None) -> BacktestResult:
-    params = BacktestParams(peak_replicas=peak_replicas, pod_lead_s=pod_lead_s,
+        progress: Callable[[str, float], None] | None = None, *, step_s: float = 15.0) -> BacktestResult:
+    """Replay the window; ``step_s``: the control step (how often every policy decides)."""
+    params = BacktestParams(step_s=step_s, peak_replicas=peak_replicas, pod_lead_s=pod_lead_s,
                             miss_cost_ratio=miss_cost_ratio, score_from_s=window.score_from_s,
                             policies=("oracle", "hpa", "predictive"))
     return run_backtest(window.trace, params, progress)
 
 
-def rows_of(result: BacktestResult) -> list[report.Row]:
-    return [report.Row(name, s.under_provisioned_share, s.gpu_hours, s.violation_minutes, s.scale_actions)
-            for name, s in result.scores.items()]
+def rows_of(result: BacktestResult, suffix: str = "") -> list[report.Row]:
+    return [report.Row(name + suffix, s.under_provisioned_share, s.gpu_hours, s.violation_minutes,
+                       s.scale_actions) for name, s in result.scores.items()]
 
 
 def write_report(path: Path, window: DemoWindow, result: BacktestResult, title: str) -> None:

@@ -65,3 +65,31 @@ def test_bad_trace_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
     assert len(err) == 1
     assert "row 3" in err[0]
     assert "negative" in err[0]
+
+
+def test_the_replay_decides_once_per_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A cluster demo in compressed time decides once per compression x interval of trace
+    # time; --step-s replays at such a cadence. Fewer decisions, fewer scale actions.
+    trace = synthetic_trace(tmp_path / "t.csv", 4)
+    actions = {}
+    for step in ("15", "600"):
+        rc = cli.main(["--no-cluster", "--trace", str(trace), "--day", "3", "--history-days", "2",
+                       "--peak-replicas", "10", "--out", str(tmp_path / step), "--step-s", step])
+        assert rc == 0
+        captured = capsys.readouterr()
+        assert f"a decision every {step} s" in captured.err
+        hpa = next(line.split() for line in captured.out.splitlines() if line.startswith("hpa "))
+        actions[step] = int(hpa[-1])
+        assert "step_s" in (tmp_path / step / "report.html").read_text()
+    assert 0 < actions["600"] < actions["15"]
+
+
+@pytest.mark.parametrize("step", ["0", "-5", "nan", "inf"])
+def test_a_bad_step_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], step: str) -> None:
+    trace = synthetic_trace(tmp_path / "t.csv", 4)
+    assert cli.main(["--no-cluster", "--trace", str(trace), "--day", "3", "--history-days", "2",
+                     "--out", str(tmp_path / "out"), "--step-s", step]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "--step-s > 0" in err[0]
+    assert not (tmp_path / "out").exists()

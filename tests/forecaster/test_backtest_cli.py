@@ -70,6 +70,20 @@ def test_table_json_decisions_and_plot(
     assert out_png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_control_step_sets_how_often_every_policy_decides(trace: Path, tmp_path: Path) -> None:
+    # A live run in compressed time decides once per compression x interval of trace time;
+    # --step-s replays at that cadence. Every policy gets one decision per step.
+    out_json, out_csv = tmp_path / "r.json", tmp_path / "d.csv"
+    args = [str(trace), "--no-progress", "--peak-replicas", "20", "--policies", "hpa,predictive"]
+    assert main([*args, "--step-s", "60", "--json", str(out_json), "--decisions", str(out_csv)]) == 0
+    doc = json.loads(out_json.read_text())
+    assert doc["parameters"]["step_s"] == 60.0
+    assert doc["parameters"]["steps"] == 120
+    with out_csv.open() as f:
+        times = [float(r["t"]) for r in csv.DictReader(f) if r["policy"] == "hpa"]
+    assert times == [60.0 * i for i in range(120)]
+
+
 def _counts(trace: Path) -> list[str]:
     return [line.split(",")[1] for line in trace.read_text().splitlines()[1:]]
 
@@ -103,6 +117,9 @@ def test_bad_traces_exit_2_with_one_line(
         (["--score-from-s", "99999"], "--score-from-s=99999 is outside the trace"),
         (["--seasonality", "weekly"], "--seasonality: seasonality 'weekly' needs 2 cycles"),
         (["--seasonality", "yearly"], "--seasonality: unknown seasonality 'yearly'"),
+        (["--step-s", "0"], "--step-s=0 must be > 0"),
+        (["--step-s", "nan"], "--step-s=nan must be > 0"),
+        (["--step-s", "5000"], "--step-s=5000 is too long for t.csv (7200 s): at most 3600 s (2 steps)"),
     ],
 )
 def test_bad_options_exit_2(
