@@ -54,9 +54,20 @@ class Plan:
     work: Path
 
 
+MIN_DECISIONS = 10
+"""The replayed day must hold at least this many decisions of the live cluster."""
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
+    """Everything derived from the options; raises DemoError before anything starts."""
     trace = load_trace(args.trace)
     window = offline.cut_window(trace, args.day, args.history_days)
+    decisions = args.day_minutes * 60.0 / DECIDE_EVERY_WALL_S * window.day_s / 86400.0
+    if decisions < MIN_DECISIONS:
+        least = MIN_DECISIONS * DECIDE_EVERY_WALL_S / 60.0 * 86400.0 / window.day_s
+        raise offline.DemoError(
+            f"--day-minutes={args.day_minutes:g} leaves {decisions:.1f} decisions (one per "
+            f"{DECIDE_EVERY_WALL_S} s of wall time) for the replayed day; use --day-minutes >= {least:.2f}")
     step = window.trace.bucket_s
     lam = demand_per_step(window.trace, step)
     capacity = float(lam.max()) / args.peak_replicas

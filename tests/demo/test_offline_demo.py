@@ -93,3 +93,17 @@ def test_a_bad_step_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFix
     assert len(err) == 1
     assert "--step-s > 0" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_day_too_short_for_the_cluster_to_decide_in_is_refused_before_anything_starts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The cluster decides once per wall second; 0.1 minutes is 6 decisions for the whole day,
+    # and its replay at that cadence could not even be scored. Refused up front, not after the run.
+    trace = synthetic_trace(tmp_path / "t.csv", 4)
+    out = tmp_path / "out"
+    assert cli.main(["--trace", str(trace), "--day", "3", "--history-days", "2", "--day-minutes", "0.1",
+                     "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["prescale demo: --day-minutes=0.1 leaves 6.0 decisions (one per 1 s of wall time) for the "
+                   "replayed day; use --day-minutes >= 0.17"]
+    assert not out.exists()
