@@ -1,14 +1,14 @@
 """Measured node lead time: from asking a node pool for headroom to its new nodes being Ready.
 
-A measurement starts when a reconcile asks the pool for more nodes than the one before. It
-closes when the headroom is in place and every node of the pool created since the request
-is Ready: for ``placeholder-pods`` when every placeholder pod is bound to a node, for the
-other backends when as many new nodes are Ready as were asked for. The delay is the last
-new node's ``Ready`` transition (the apiserver's clock) minus the request. A node is new when
-it was not in the pool when the request was made (its uid was not listed then): creation
-timestamps are whole seconds, so a node made just before the request cannot be told apart
-by time. No new node (the pool had room) gives no sample; neither does a request that is never met within
-:data:`GIVE_UP_S` (nothing is learned from a pool that cannot grow).
+A measurement starts when a reconcile asks the pool for more nodes than the one before; the
+pool's nodes are listed then. It closes when the headroom is in place and every new node is
+Ready: for ``placeholder-pods`` when every placeholder pod is bound to a node, for the other
+backends when as many new nodes are Ready as were asked for. A node is new when it was not
+in that list (by uid): creation timestamps are whole seconds, so time cannot tell a node made
+just before the request from one made for it. The delay is the last new node's ``Ready``
+transition (the apiserver's clock) minus the request. No new node (the pool had room) gives
+no sample; neither does a request that is never met within :data:`GIVE_UP_S` (nothing is
+learned from a pool that cannot grow).
 
 The pool's nodes are found by ``nodePool.nodeSelector``; a Karpenter NodePool's nodes carry
 ``karpenter.sh/nodepool=<name>`` when no selector is given. Without either nothing is measured
@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from forecaster.actuators.nodepool import placeholder_name
-from forecaster.controller.leadtime import CLOCK_SLACK_S, ready_since
+from forecaster.controller.leadtime import ready_since
 from forecaster.controller.spec import NodePoolSpec
-from forecaster.controller.status import parse_time
 from forecaster.estimation import LeadTimeEstimator
 from forecaster.kube import JsonObj, KubeApi, KubeError
 
@@ -41,7 +40,7 @@ class NodeScaleUp:
     requested_at_s: float
     nodes: int
     """Extra nodes asked for beyond the previous request."""
-    known: frozenset[str] = frozenset()
+    known: frozenset[str]
     """The pool's nodes (uid, else name) when the request was made; they are not new."""
 
 
@@ -59,27 +58,20 @@ def pool_selector(pool: NodePoolSpec) -> str:
     return ""
 
 
-def _created_s(obj: JsonObj) -> float | None:
-    created = (obj.get("metadata") or {}).get("creationTimestamp")
-    return parse_time(str(created)) if created else None
-
-
 def new_nodes(nodes: list[JsonObj], up: NodeScaleUp) -> list[JsonObj]:
-    """Nodes made since the request: not in the pool then, created since (whole seconds)."""
-    out = []
-    for n in nodes:
-        created = _created_s(n)
-        if node_key(n) in up.known:
-            continue
-        if created is not None and created >= up.requested_at_s - CLOCK_SLACK_S:
-            out.append(n)
-    return out
+    """Nodes that were not in the pool when the request was made."""
+    return [n for n in nodes if node_key(n) not in up.known]
 
 
-def node_delay(nodes: list[JsonObj], up: NodeScaleUp) -> float | None:
-    """Seconds from the request to the last new node Ready; None when none is new."""
-    times = [t for t in (ready_since(n) for n in new_nodes(nodes, up)) if t is not None]
+def node_delay(new: list[JsonObj], up: NodeScaleUp) -> float | None:
+    """Seconds from the request to the last of the ``new`` nodes Ready; None without any."""
+    times = [t for t in (ready_since(n) for n in new) if t is not None]
     return max(0.0, max(times) - up.requested_at_s) if times else None
+
+
+async def _pool_nodes(kube: KubeApi, pool: NodePoolSpec) -> list[JsonObj]:
+    doc = await kube.get("/api/v1/nodes", {"labelSelector": pool_selector(pool)})
+    return list(doc.get("items") or [])
 
 
 async def _placeholders_bound(kube: KubeApi, namespace: str, owner: str, pool: NodePoolSpec) -> bool:
@@ -105,8 +97,7 @@ async def check(
     Raises :class:`forecaster.kube.KubeError` when nodes or pods cannot be read."""
     if now_s - up.requested_at_s > GIVE_UP_S:
         return True, None
-    doc = await kube.get("/api/v1/nodes", {"labelSelector": pool_selector(pool)})
-    fresh = new_nodes(list(doc.get("items") or []), up)
+    fresh = new_nodes(await _pool_nodes(kube, pool), up)
     ready = [n for n in fresh if ready_since(n) is not None]
     if len(ready) < len(fresh):
         return False, None  # a new node is still coming up
@@ -173,13 +164,13 @@ class NodeLead:
                     )
         if measure and self.pending is None and asked_nodes > self.asked_nodes and pool_selector(pool):
             try:
-                doc = await kube.get("/api/v1/nodes", {"labelSelector": pool_selector(pool)})
+                nodes = await _pool_nodes(kube, pool)
             except KubeError as e:
                 log.warning(
                     "node lead time not measured",
                     extra={"fields": {"pa": f"{namespace}/{owner}", "error": str(e)}},
                 )
             else:
-                known = frozenset(node_key(n) for n in doc.get("items") or [])
+                known = frozenset(node_key(n) for n in nodes)
                 self.pending = NodeScaleUp(now_s, asked_nodes - self.asked_nodes, known)
         self.asked_nodes = asked_nodes
