@@ -153,8 +153,7 @@ def _settings(plan: Plan, args: argparse.Namespace) -> ls.PredictiveSettings:
 
 
 def _start_workloads(c: cluster_mod.Cluster, plan: Plan, args: argparse.Namespace) -> None:
-    c.kubectl("apply", "-f", str(ls.CRD_FILE))
-    c.wait_established("predictiveautoscalers.autoscaling.prescale.dev", timeout_s=60.0)
+    c.apply_crds(ls.CRD_FILE.read_text(), timeout_s=60.0)
     delay = args.pod_lead_s / plan.factor
     docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ls.NAMESPACE}},
             ls.deployment(ls.HPA_DEPLOYMENT, plan.initial_replicas, delay),

@@ -93,6 +93,16 @@ class Cluster:
         """GET an API path as the admin (fast: no kubectl process), parsed JSON."""
         return kube_api.get_json(f"{self.server}{path}", self._admin_tls)
 
+    def apply_crds(self, manifest: str, timeout_s: float = 30.0) -> list[str]:
+        """Apply ``manifest`` and wait until every CustomResourceDefinition in it is
+        Established; returns their names."""
+        self.apply(manifest)
+        names = [str(d["metadata"]["name"]) for d in yaml.safe_load_all(manifest)
+                 if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"]
+        for name in names:
+            self.wait_established(name, timeout_s)
+        return names
+
     def wait_established(self, crd: str, timeout_s: float = 30.0) -> None:
         """Wait until the CustomResourceDefinition ``crd`` is Established. ``kubectl wait``
         fails at once instead while a CRD just created has no conditions yet."""

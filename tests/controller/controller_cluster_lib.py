@@ -55,8 +55,7 @@ async def async_wait_for(cond: Callable[[], Any], timeout_s: float, what: str) -
 
 
 def install_crd(cluster: Cluster) -> None:
-    cluster.apply(CRD.read_text())
-    cluster.wait_established("predictiveautoscalers.autoscaling.prescale.dev")
+    cluster.apply_crds(CRD.read_text())
 
 
 def gpu_deployment(name: str, namespace: str, replicas: int, ready_delay: str) -> dict[str, Any]:

@@ -64,9 +64,8 @@ def pool_pa(namespace: str, name: str, node_pool: dict[str, Any]) -> dict[str, A
 async def test_capacity_buffer_and_karpenter_nodepool_are_sized_as_forecast(
     cluster: Cluster, namespace: str, start_prometheus: Any
 ) -> None:
-    for crd, path in CRDS.items():
-        cluster.apply(path.read_text())
-        cluster.wait_established(crd)
+    for path in CRDS.values():
+        cluster.apply_crds(path.read_text())
     nodepool = f"{namespace[:40].rstrip('-')}-gpu"
     trace = CompressedTrace(t0=time.time() + 8.0, bin_s=STEP_S, live_bin=338, scale=0.028)
     cluster.apply(

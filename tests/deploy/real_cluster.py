@@ -91,8 +91,7 @@ def predictive_autoscaler() -> dict[str, Any]:
 @contextlib.contextmanager
 def workload(cluster: Cluster) -> Iterator[None]:
     """The namespace, CRD, Deployment, HPA and PredictiveAutoscaler; all removed afterwards."""
-    cluster.apply(CRD.read_text())
-    cluster.wait_established("predictiveautoscalers.autoscaling.prescale.dev")
+    cluster.apply_crds(CRD.read_text())
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
     try:
         cluster.apply(yaml.safe_dump_all([namespace, deployment(), hpa(), predictive_autoscaler()]))
