@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from aiohttp import web
@@ -225,13 +225,16 @@ def _summarize(plan: Plan, args: argparse.Namespace, tracks: dict[str, Track]) -
     # The replay at the live cadence is what the live run should agree with; the one at the
     # replay's own step shows what deciding more often (uncompressed time) gives.
     cadence_s = plan.factor * DECIDE_EVERY_WALL_S
-    for step_s in dict.fromkeys((cadence_s, args.step_s)):
-        bt = offline.run(plan.window, args.peak_replicas, args.pod_lead_s, args.miss_cost_ratio,
-                         step_s=step_s)
-        rows += [r for r in offline.rows_of(bt, f" (replay {step_s:g}s)")
-                 if r.policy.split()[0] in ("hpa", "predictive")]
+    replays = {step_s: offline.run(plan.window, args.peak_replicas, args.pod_lead_s, args.miss_cost_ratio,
+                                   step_s=step_s, policies=("hpa", "predictive"))
+               for step_s in dict.fromkeys((cadence_s, args.step_s))}
+    for step_s, bt in replays.items():
+        rows += offline.rows_of(bt, f" (replay {step_s:g}s)")
+    replayed = replays[cadence_s].scores
+    compared = agreement(cadence_s, [("hpa", live[ls.HPA_DEPLOYMENT], replayed["hpa"]),
+                                     ("prescale", live[ls.PRESCALE_DEPLOYMENT], replayed["predictive"])])
     print(report.table_text(rows, baseline="hpa (live)"))
-    print(agreement(rows, cadence_s))
+    print(compared)
     hours = {n: [(s.sim_s - start) / 3600 for s in t.samples if s.sim_s >= start] for n, t in tracks.items()}
     h0 = hours[ls.HPA_DEPLOYMENT]
     demand = report.Curve("demand (req/s)", h0, [s.demand_rps for s in tracks[ls.HPA_DEPLOYMENT].samples
@@ -250,22 +253,28 @@ def _summarize(plan: Plan, args: argparse.Namespace, tracks: dict[str, Track]) -
                       notes=["'(live)' rows come from the cluster run; the others from prescale backtest's "
                              f"replay model on the same day, deciding every N s of trace time ('replay Ns'). "
                              f"The live run decides every {cadence_s:g} s of trace time (x{plan.factor:.0f} "
-                             f"compression, {DECIDE_EVERY_WALL_S} s wall).", agreement(rows, cadence_s)])
+                             f"compression, {DECIDE_EVERY_WALL_S} s wall).", compared])
     write_samples(args.out / "samples.csv", tracks.values())
     print(f"report: {path} (every sample: {args.out / 'samples.csv'})")
     return 0
 
 
-def agreement(rows: list[report.Row], cadence_s: float) -> str:
-    """How the live rows compare with the replay at the live cadence."""
-    by = {r.policy: r for r in rows}
+class Figures(Protocol):
+    """What a live score and a replayed one share."""
+
+    @property
+    def under_provisioned_share(self) -> float: ...
+
+    @property
+    def gpu_hours(self) -> float: ...
+
+
+def agreement(cadence_s: float, pairs: list[tuple[str, Figures, Figures]]) -> str:
+    """How each live figure compares with the replay at the live cadence: (name, live, replayed)."""
     parts = []
-    for live_name, replay_name in (("hpa", "hpa"), ("prescale", "predictive")):
-        a, b = by.get(f"{live_name} (live)"), by.get(f"{replay_name} (replay {cadence_s:g}s)")
-        if a is None or b is None:
-            continue
+    for name, a, b in pairs:
         ratio = f"{a.gpu_hours / b.gpu_hours:.2f}x" if b.gpu_hours > 0 else "-"
-        parts.append(f"{live_name}: under-provisioned {a.under_provisioned_share:.2%} live vs "
+        parts.append(f"{name}: under-provisioned {a.under_provisioned_share:.2%} live vs "
                      f"{b.under_provisioned_share:.2%} replayed, GPU-hours {ratio} the replay's")
     return f"live against the replay at the live cadence ({cadence_s:g} s): " + "; ".join(parts)
 

@@ -55,11 +55,12 @@ def cut_window(trace: Trace, day: int, history_days: float) -> DemoWindow:
 
 
 def run(window: DemoWindow, peak_replicas: int, pod_lead_s: float, miss_cost_ratio: float,
-        progress: Callable[[str, float], None] | None = None, *, step_s: float = 15.0) -> BacktestResult:
+        progress: Callable[[str, float], None] | None = None, *, step_s: float = 15.0,
+        policies: tuple[str, ...] = ("oracle", "hpa", "predictive")) -> BacktestResult:
     """Replay the window; ``step_s``: the control step (how often every policy decides)."""
     params = BacktestParams(step_s=step_s, peak_replicas=peak_replicas, pod_lead_s=pod_lead_s,
                             miss_cost_ratio=miss_cost_ratio, score_from_s=window.score_from_s,
-                            policies=("oracle", "hpa", "predictive"))
+                            policies=policies)
     return run_backtest(window.trace, params, progress)
 
 
