@@ -23,7 +23,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
-	"strings"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -147,28 +147,26 @@ func run(cfg config) ([]result, int, time.Duration) {
 }
 
 func report(w io.Writer, results []result, offered int, wall time.Duration) error {
+	type bucket struct{ sec, status int }
 	byStatus := map[string][]float64{}
-	perSecond := map[string]map[string]float64{} // p99 per second of schedule, per status
-	buckets := map[string][]float64{}
+	bySecond := map[bucket][]float64{}
 	for _, r := range results {
-		key := fmt.Sprintf("%d/%d", int(r.due.Seconds()), r.status)
-		buckets[key] = append(buckets[key], float64(r.latency.Microseconds())/1000)
-	}
-	for key, v := range buckets {
-		sort.Float64s(v)
-		var sec, status string
-		fmt.Sscanf(strings.Replace(key, "/", " ", 1), "%s %s", &sec, &status)
-		if perSecond[sec] == nil {
-			perSecond[sec] = map[string]float64{}
-		}
-		perSecond[sec][status] = v[len(v)*99/100]
-	}
-	for _, r := range results {
-		key := fmt.Sprint(r.status)
-		byStatus[key] = append(byStatus[key], float64(r.latency.Microseconds())/1000)
+		ms := float64(r.latency.Microseconds()) / 1000
+		byStatus[strconv.Itoa(r.status)] = append(byStatus[strconv.Itoa(r.status)], ms)
+		b := bucket{int(r.due.Seconds()), r.status}
+		bySecond[b] = append(bySecond[b], ms)
 	}
 	for _, v := range byStatus {
 		sort.Float64s(v)
+	}
+	perSecond := map[string]map[string]float64{} // p99 per second of schedule, per status
+	for b, v := range bySecond {
+		sort.Float64s(v)
+		sec := strconv.Itoa(b.sec)
+		if perSecond[sec] == nil {
+			perSecond[sec] = map[string]float64{}
+		}
+		perSecond[sec][strconv.Itoa(b.status)] = v[len(v)*99/100]
 	}
 	return json.NewEncoder(w).Encode(map[string]any{
 		"offered": offered, "wall_s": wall.Seconds(), "latencies_ms": byStatus, "p99_ms_by_second": perSecond,
