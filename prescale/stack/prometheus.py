@@ -57,7 +57,7 @@ class Prometheus:
         latest of those scrapes; None before. A failed scrape marks all its series stale, so
         after Prometheus was paused this (then :meth:`evaluated_after`) is when queries see
         every series again."""
-        targets = _get_json(f"{self.url}/api/v1/targets?state=active")["data"]["activeTargets"]
+        targets = self._active_targets()
         scraped = [_unix(x["lastScrape"]) for x in targets if x["health"] == "up"]
         if not targets or len(scraped) < len(targets) or min(scraped) <= t:
             return None
@@ -65,17 +65,21 @@ class Prometheus:
 
     def evaluated_after(self, t: float) -> bool:
         """Every rule group was evaluated after unix time ``t``."""
-        groups = _get_json(f"{self.url}/api/v1/rules")["data"]["groups"]
-        return all(_unix(g["lastEvaluation"]) > t for g in groups)
+        return all(_unix(g["lastEvaluation"]) > t for g in self._rule_groups())
 
     def scrape_state(self) -> str:
         """The targets' health and last scrapes and the rule groups' last evaluations, for errors."""
-        targets = _get_json(f"{self.url}/api/v1/targets?state=active")["data"]["activeTargets"]
-        groups = _get_json(f"{self.url}/api/v1/rules")["data"]["groups"]
+        targets, groups = self._active_targets(), self._rule_groups()
         return "; ".join([
             *(f"{x['scrapePool']} {x['scrapeUrl']}: {x['health']} at {x['lastScrape']} {x['lastError']}"
               for x in targets),
             *(f"rule group {g['name']} evaluated at {g['lastEvaluation']}" for g in groups)])
+
+    def _active_targets(self) -> list[dict[str, Any]]:
+        return list(_get_json(f"{self.url}/api/v1/targets?state=active")["data"]["activeTargets"])
+
+    def _rule_groups(self) -> list[dict[str, Any]]:
+        return list(_get_json(f"{self.url}/api/v1/rules")["data"]["groups"])
 
     def stop(self) -> None:
         self.process.stop()
