@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from forecaster.backtest import report
+from forecaster.backtest import frontier, report
 from forecaster.backtest.engine import BacktestError, BacktestParams, run_backtest
 from forecaster.backtest.trace import TraceError, load_trace
 
@@ -88,6 +88,37 @@ def _output_options(p: argparse.ArgumentParser) -> None:
         "--plot", type=Path, default=None, metavar="OUT.png", help="plot demand, capacity and bands"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument(
+        "--frontier",
+        action="store_true",
+        help="also sweep the HPA's target utilization and predictive's miss cost, and compare "
+        "their under-provisioning at equal GPU-hours (10 more replays)",
+    )
+    p.add_argument(
+        "--frontier-targets",
+        default=",".join(f"{t:g}" for t in frontier.HPA_TARGETS),
+        metavar="T,T,...",
+        help="HPA target utilizations of the frontier (default %(default)s)",
+    )
+    p.add_argument(
+        "--frontier-costs",
+        default=",".join(f"{c:g}" for c in frontier.MISS_COSTS),
+        metavar="C,C,...",
+        help="predictive miss cost ratios of the frontier (default %(default)s)",
+    )
+
+
+def _floats(text: str, option: str) -> list[float]:
+    """A comma-separated list of numbers, or one line naming the bad item."""
+    out = []
+    for item in (x.strip() for x in text.split(",")):
+        try:
+            out.append(float(item))
+        except ValueError:
+            raise BacktestError(
+                f"{option}: {item!r} is not a number (expected numbers separated by commas)"
+            ) from None
+    return out
 
 
 def _progress(name: str, frac: float) -> None:
@@ -101,8 +132,25 @@ def main(argv: list[str]) -> int:
     try:
         trace = load_trace(args.trace, args.column)
         params = BacktestParams.from_args(args)
+        targets, costs = frontier.settings(
+            _floats(args.frontier_targets, "--frontier-targets"),
+            _floats(args.frontier_costs, "--frontier-costs"),
+        )
         result = run_backtest(trace, params, None if args.no_progress else _progress)
+        front = (
+            frontier.sweep(
+                trace,
+                params,
+                targets=targets,
+                costs=costs,
+                progress=None if args.no_progress else lambda msg: print(msg, file=sys.stderr, flush=True),
+            )
+            if args.frontier
+            else None
+        )
         doc = report.document(result.parameters, result.scores, result.extra)
+        if front is not None:
+            doc["frontier"] = front.document()
         if args.json:
             report.write_json(args.json, doc)
         if args.decisions:
@@ -135,5 +183,8 @@ def main(argv: list[str]) -> int:
             f"{100 * cov['nominal']:.1f}%, {cov['steps']} steps; window peaks "
             f"{100 * cov['window_peak_measured']:.1f}%)"
         )
+    if front is not None:
+        print(front.table())
+        print(front.summary())
     log.info("backtest done", extra={"fields": {"trace": trace.name, "steps": int(result.lam.shape[0])}})
     return 0

@@ -21,8 +21,7 @@ from prescale.demo import live, offline, report
 
 log = logging.getLogger(__name__)
 DEFAULT_TRACE = BUILTIN / "servegen_m_large_per_10min.csv"
-DEFAULT_MISS_COST = 50.0
-"""The PredictiveAutoscaler default (spec.forecast.missCostRatio): the demo does not tune it."""
+DEFAULT_MISS_COST = offline.DEFAULT_MISS_COST
 
 
 def parser() -> argparse.ArgumentParser:
@@ -46,6 +45,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--step-s", type=float, default=15.0,
                    help="control step of the replay, in trace seconds: every policy decides once per "
                         "step (default 15). The cluster demo also replays at its own cadence.")
+    p.add_argument("--frontier", action="store_true",
+                   help="with --no-cluster: also sweep the HPA's target utilization and prescale's miss "
+                        "cost and compare them at equal GPU-hours (10 more replays, about a minute). "
+                        "The cluster demo always sweeps, at its own cadence.")
     p.add_argument("--day-minutes", type=float, default=10.0,
                    help="wall-clock minutes one day of traffic takes in the cluster demo (default 10)")
     p.add_argument("--out", type=Path, default=Path("demo-report"),
@@ -73,8 +76,14 @@ def _run_offline(args: argparse.Namespace) -> int:
                          step_s=args.step_s)
     rows = offline.rows_of(result)
     print(report.table_text(rows))
+    front = None
+    if args.frontier:
+        front = offline.sweep(window, args.peak_replicas, args.pod_lead_s, step_s=args.step_s)
+    if front is not None:
+        print(front.table())
+        print(front.summary())
     path = args.out / "report.html"
-    offline.write_report(path, window, result, f"prescale demo (replay): {trace.name}, day {args.day}")
+    offline.write_report(path, window, result, f"prescale demo (replay): {trace.name}, day {args.day}", front)
     print(f"report: {path}")
     return 0
 

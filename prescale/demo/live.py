@@ -235,6 +235,12 @@ def _summarize(plan: Plan, args: argparse.Namespace, tracks: dict[str, Track]) -
                                      ("prescale", live[ls.PRESCALE_DEPLOYMENT], replayed["predictive"])])
     print(report.table_text(rows, baseline="hpa (live)"))
     print(compared)
+    # Each policy's knob moves it along its own cost curve: compare the curves, at the live cadence.
+    front = offline.sweep(plan.window, args.peak_replicas, args.pod_lead_s, step_s=cadence_s)
+    print(front.summary())
+    markers = [report.Marker(f"{label} (live)", live[n].under_provisioned_share, live[n].gpu_hours)
+               for n, label in ((ls.HPA_DEPLOYMENT, f"hpa target {HPA_TARGET:g}"),
+                                (ls.PRESCALE_DEPLOYMENT, f"prescale miss cost {args.miss_cost_ratio:g}"))]
     hours = {n: [(s.sim_s - start) / 3600 for s in t.samples if s.sim_s >= start] for n, t in tracks.items()}
     h0 = hours[ls.HPA_DEPLOYMENT]
     demand = report.Curve("demand (req/s)", h0, [s.demand_rps for s in tracks[ls.HPA_DEPLOYMENT].samples
@@ -245,7 +251,9 @@ def _summarize(plan: Plan, args: argparse.Namespace, tracks: dict[str, Track]) -
     plot = report.capacity_plot(demand, curves, "live run: demand and ready capacity")
     path = args.out / "report.html"
     report.write_html(path, f"prescale demo: {plan.window.trace.name}, day {args.day}", rows,
-                      plots={"Live run on the local cluster": plot},
+                      plots={"Live run on the local cluster": plot,
+                             "Frontier at the live cadence: under-provisioning against GPU-hours":
+                             report.frontier_plot(front, markers)},
                       params={"time compression": f"x{plan.factor:.0f}", "capacity per replica (rps)":
                               f"{plan.capacity_rps:.4f}", "pod lead time (s)": args.pod_lead_s,
                               "HPA target utilization": HPA_TARGET,
@@ -253,7 +261,7 @@ def _summarize(plan: Plan, args: argparse.Namespace, tracks: dict[str, Track]) -
                       notes=["'(live)' rows come from the cluster run; the others from prescale backtest's "
                              f"replay model on the same day, deciding every N s of trace time ('replay Ns'). "
                              f"The live run decides every {cadence_s:g} s of trace time (x{plan.factor:.0f} "
-                             f"compression, {DECIDE_EVERY_WALL_S} s wall).", compared])
+                             f"compression, {DECIDE_EVERY_WALL_S} s wall).", compared, front.summary()])
     write_samples(args.out / "samples.csv", tracks.values())
     print(f"report: {path} (every sample: {args.out / 'samples.csv'})")
     return 0

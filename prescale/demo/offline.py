@@ -8,17 +8,22 @@ three over that day, and writes the report.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from forecaster.backtest import frontier
 from forecaster.backtest.engine import BacktestParams, BacktestResult, run_backtest
+from forecaster.backtest.frontier import Frontier
 from forecaster.backtest.trace import Trace
 from prescale.demo import report
 
 DAY_S = 86400.0
+DEFAULT_MISS_COST = 50.0
+"""The PredictiveAutoscaler default (spec.forecast.missCostRatio): the demo does not tune it."""
 
 
 class DemoError(Exception):
@@ -54,14 +59,27 @@ def cut_window(trace: Trace, day: int, history_days: float) -> DemoWindow:
     return DemoWindow(trace=sliced, score_from_s=start - begin, day_s=end - start)
 
 
+def params(window: DemoWindow, peak_replicas: int, pod_lead_s: float, miss_cost_ratio: float, *,
+           step_s: float = 15.0,
+           policies: tuple[str, ...] = ("oracle", "hpa", "predictive")) -> BacktestParams:
+    """The replay's parameters: every policy scored over the demo's day."""
+    return BacktestParams(step_s=step_s, peak_replicas=peak_replicas, pod_lead_s=pod_lead_s,
+                          miss_cost_ratio=miss_cost_ratio, score_from_s=window.score_from_s,
+                          policies=policies)
+
+
 def run(window: DemoWindow, peak_replicas: int, pod_lead_s: float, miss_cost_ratio: float,
         progress: Callable[[str, float], None] | None = None, *, step_s: float = 15.0,
         policies: tuple[str, ...] = ("oracle", "hpa", "predictive")) -> BacktestResult:
     """Replay the window; ``step_s``: the control step (how often every policy decides)."""
-    params = BacktestParams(step_s=step_s, peak_replicas=peak_replicas, pod_lead_s=pod_lead_s,
-                            miss_cost_ratio=miss_cost_ratio, score_from_s=window.score_from_s,
-                            policies=policies)
-    return run_backtest(window.trace, params, progress)
+    p = params(window, peak_replicas, pod_lead_s, miss_cost_ratio, step_s=step_s, policies=policies)
+    return run_backtest(window.trace, p, progress)
+
+
+def sweep(window: DemoWindow, peak_replicas: int, pod_lead_s: float, *, step_s: float) -> Frontier:
+    """The HPA and prescale frontiers over the demo's day (see :mod:`forecaster.backtest.frontier`)."""
+    p = params(window, peak_replicas, pod_lead_s, DEFAULT_MISS_COST, step_s=step_s)
+    return frontier.sweep(window.trace, p, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
 
 
 def rows_of(result: BacktestResult, suffix: str = "") -> list[report.Row]:
@@ -69,7 +87,8 @@ def rows_of(result: BacktestResult, suffix: str = "") -> list[report.Row]:
                        s.scale_actions) for name, s in result.scores.items()]
 
 
-def write_report(path: Path, window: DemoWindow, result: BacktestResult, title: str) -> None:
+def write_report(path: Path, window: DemoWindow, result: BacktestResult, title: str,
+                 front: Frontier | None = None) -> None:
     step = float(result.parameters["step_s"])
     first = int(window.score_from_s // step)
     hours = (np.arange(result.lam.shape[0] - first) * step / 3600.0).tolist()
@@ -80,5 +99,8 @@ def write_report(path: Path, window: DemoWindow, result: BacktestResult, title: 
     notes = [f"Forecast band coverage: {result.extra['predictive_coverage']['measured']:.1%} "
              f"(nominal {result.extra['predictive_coverage']['nominal']:.1%})"
              ] if "predictive_coverage" in result.extra else []
-    report.write_html(path, title, rows_of(result), plots={"Demand and ready capacity": plot},
-                      params=result.parameters, notes=notes)
+    plots = {"Demand and ready capacity": plot}
+    if front is not None:
+        plots["Frontier: under-provisioning against GPU-hours"] = report.frontier_plot(front)
+        notes.append(front.summary())
+    report.write_html(path, title, rows_of(result), plots=plots, params=result.parameters, notes=notes)

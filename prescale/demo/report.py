@@ -15,6 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # the backend is chosen first
 from matplotlib.figure import Figure
 
+from forecaster.backtest.frontier import Frontier
+
 
 @dataclass(frozen=True)
 class Row:
@@ -66,6 +68,36 @@ def capacity_plot(demand: Curve, curves: Sequence[Curve], title: str) -> str:
     ax.set_ylabel("requests / s")
     ax.set_title(title)
     ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A single point on the frontier plot (a live run)."""
+
+    label: str
+    under_provisioned_share: float
+    gpu_hours: float
+
+
+def frontier_plot(front: Frontier, markers: Sequence[Marker] = ()) -> str:
+    """Under-provisioning against GPU-hours: both sweeps as curves, live runs as points."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for pts, label, fmt in ((front.hpa, "hpa: target utilization", "o-"),
+                            (front.predictive, "prescale: miss cost ratio", "s-")):
+        ordered = sorted(pts, key=lambda p: p.gpu_hours)
+        ax.plot([p.gpu_hours for p in ordered], [100 * p.under_provisioned_share for p in ordered], fmt,
+                label=label)
+        for p in ordered:
+            ax.annotate(f"{p.knob:g}", (p.gpu_hours, 100 * p.under_provisioned_share),
+                        textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for m in markers:
+        ax.plot([m.gpu_hours], [100 * m.under_provisioned_share], "*", markersize=12, label=m.label)
+    ax.set_xlabel("GPU-hours")
+    ax.set_ylabel("under-provisioned share of demand (%)")
+    ax.set_title(f"frontier: replay with a decision every {front.step_s:g} s (lower left is better)")
+    ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
     return _png(fig)
 

@@ -4,6 +4,7 @@ leaves nothing running when it ends, also after Ctrl-C."""
 
 from __future__ import annotations
 
+import html
 import math
 import os
 import re
@@ -67,14 +68,19 @@ def test_demo_runs_end_to_end_and_cleans_up(tmp_path: Path) -> None:
     # Replayed at the live cadence (x960: a decision every 960 s of trace time) and at 15 s.
     assert {"hpa (replay", "predictive (replay"} <= rows.keys(), done.stdout
     lines = done.stdout.splitlines()
-    replayed = {f"{line.split()[0]} {line.split()[2]}" for line in lines if "(replay" in line}
+    replayed = {f"{line.split()[0]} {line.split()[2]}" for line in lines
+                if "(replay" in line and not line.startswith("frontier")}
     assert replayed == {"hpa 960s)", "predictive 960s)", "hpa 15s)", "predictive 15s)"}, done.stdout
     agreement = next(line for line in lines if line.startswith("live against the replay"))
     assert "at the live cadence (960 s): hpa: under-provisioned" in agreement
     assert "prescale: under-provisioned" in agreement
+    frontier = next(line for line in lines if line.startswith("frontier (replay"))
+    assert frontier.startswith("frontier (replay, a decision every 960 s): at equal GPU-hours prescale")
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 1
+    assert page.count("data:image/png;base64,") == 2  # the live run, and the frontier with the live points
     assert "live against the replay at the live cadence" in page
+    assert "Frontier at the live cadence" in page
+    assert html.escape(frontier) in page
     samples = (out / "samples.csv").read_text().splitlines()
     assert samples[0] == "deployment,trace_s,demand_rps,ready,held,desired"
     assert {line.split(",")[0] for line in samples[1:]} == {"model-hpa", "model-prescale"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from pathlib import Path
 
@@ -55,6 +56,25 @@ def test_no_cluster_demo_prints_the_comparison_and_writes_a_report(
     page = (out / "report.html").read_text()
     assert "data:image/png;base64," in page
     assert "predictive" in page
+
+
+def test_no_cluster_frontier_sweeps_both_knobs_on_the_same_day(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = synthetic_trace(tmp_path / "t.csv", 4)
+    out = tmp_path / "out"
+    rc = cli.main(["--no-cluster", "--trace", str(trace), "--day", "3", "--history-days", "2",
+                   "--peak-replicas", "10", "--step-s", "300", "--frontier", "--out", str(out)])
+    assert rc == 0
+    captured = capsys.readouterr()
+    assert "frontier 10/10: predictive at miss cost 200" in captured.err
+    rows = [line.split() for line in captured.out.splitlines() if line.startswith(("hpa ", "predictive "))]
+    assert [r[2] for r in rows if r[0] == "hpa" and r[1] == "target"] == ["0.5", "0.6", "0.7", "0.8", "0.9"]
+    summary = next(line for line in captured.out.splitlines() if line.startswith("frontier (replay"))
+    assert "a decision every 300 s" in summary
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2
+    assert "Frontier: under-provisioning against GPU-hours" in page
+    assert html.escape(summary) in page
 
 
 def test_bad_trace_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
