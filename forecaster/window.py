@@ -166,9 +166,19 @@ class WindowPlanner:
         return (phase % self.config.bucket_steps) * (len(bins) + 1) + level
 
     def plan(
-        self, step: int, path_peak: float, naive: float, model: str = "", notes: tuple[str, ...] = ()
+        self,
+        step: int,
+        path_peak: float,
+        naive: float,
+        model: str = "",
+        notes: tuple[str, ...] = (),
+        *,
+        record: bool = True,
     ) -> WindowForecast | None:
-        """Window forecast for the decision at ``step`` (None until calibrated or without a path)."""
+        """Window forecast for the decision at ``step`` (None until calibrated or without a path).
+
+        ``record``: remember the window, to be scored by :meth:`outcome`; off for a what-if
+        (a longer window planned with the same calibration)."""
         c = self.offset
         chosen: WindowForecast | None = None
         for k, t in enumerate(self.trackers):
@@ -179,7 +189,7 @@ class WindowPlanner:
                 planned = chosen.at(self.target) if chosen is not None else math.nan
             else:
                 planned = t.calibrator.band(point, group=group, offset=c)
-            if math.isfinite(point):
+            if record and math.isfinite(point):
                 t.pending[step] = _Pending(point, planned, group, c, naive)
         return chosen
 

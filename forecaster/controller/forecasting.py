@@ -1,53 +1,43 @@
-"""Per-target forecasting state: demand history, the fitted model, the peak calibrator.
+"""Per-target forecasting state: demand history, the fitted model, the window planner.
 
 The controller feeds it what Prometheus returned and asks for the forecast of the *peak*
 demand over the planning window. All of it is synchronous CPU work with time passed in.
 
-- History lives on the range-query grid (multiples of ``step_s``); it is fetched in full once
-  and incrementally afterwards, and trimmed to ``history_s``. Missing slots are carried
-  forward before the model sees them (models reject NaN).
-- A full fit (model selection included) runs every ``refit_interval_s``; between fits the
-  model is advanced point by point with ``update`` (cheap: what lets one replica serve 1,000
-  targets).
-- Calibration: the first fit holds back the tail of the history, then walks through it
-  issuing window forecasts and recording their outcomes, so a freshly started controller
-  has calibrated bands at once instead of after ``min_scores`` live windows. Live windows are
-  settled as soon as the data that closes them has arrived.
+It works at two resolutions, like the backtest's predictive policy (one planner for both,
+so a live controller and a replay of the same demand decide alike):
+
+- **The model** runs on the range-query grid (multiples of ``step_s``). History is fetched
+  in full once and incrementally afterwards, trimmed to ``history_s``; missing slots are
+  carried forward before the model sees them (models reject NaN). A full fit (model
+  selection included) runs every ``refit_interval_s``; between fits the model is advanced
+  slot by slot with ``update`` (cheap: what lets one replica serve 1,000 targets).
+- **The planner** (:class:`forecaster.window.WindowPlanner`) works per decision: every
+  reconcile period it observes the freshest demand (``observe``), scores each window whose
+  last decision step has passed, and turns the model's path over the window into a
+  calibrated peak forecast (``window``). Decisions are numbered by ``interval_s``.
+- **Warm start**: the first fit holds back the tail of the history and walks it decision by
+  decision, as if live, so a freshly started controller has calibrated bands at once.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
-from forecaster.calibration import PeakCalibrator
 from forecaster.controller.spec import PASpec
-from forecaster.decider import ForecastQuality, WindowForecast
+from forecaster.decider import ForecastQuality, ScalingPolicy, WindowForecast
 from forecaster.models import MODELS, AutoModel, ModelError
 from forecaster.models.base import FloatArray
 from forecaster.source import RangeResult
+from forecaster.window import PlannerConfig, WindowPlanner
 
 MIN_FIT_POINTS = 16
-LEVEL_BINS = (0.7, 1.3)
-"""Window forecasts are calibrated per band of their level relative to typical demand:
-busy hours, quiet hours and the ramps between them err differently."""
-
-
-@dataclass(frozen=True)
-class _Pending:
-    open_i: int
-    """Absolute grid index of the first slot of the window."""
-    close_i: int
-    """Absolute grid index of the last slot."""
-    point: float
-    planned: float | None
-    naive: float
-    """Persistence's forecast (the demand observed when the window opened)."""
-    group: int
-    """Calibration group (the level band of ``point``)."""
+MAX_ERROR_RATIO = ScalingPolicy.max_error_ratio
+"""The decider's error gate: the planner prefers forecasts it would not gate off."""
+_TAIL_SCORES = 30
+"""Window outcomes the warm start aims for beyond a season (the calibrator's minimum)."""
 
 
 def ffill(values: FloatArray) -> FloatArray:
@@ -63,15 +53,21 @@ def ffill(values: FloatArray) -> FloatArray:
 
 
 class TargetForecaster:
-    """History, model and calibration of one PredictiveAutoscaler's demand."""
+    """History, model and window planner of one PredictiveAutoscaler's demand."""
 
-    def __init__(self, spec: PASpec, *, phase: float = 0.0) -> None:
+    def __init__(self, spec: PASpec, *, interval_s: float, phase: float = 0.0) -> None:
         self.step_s = spec.step_s
+        self.interval_s = interval_s
+        """The decision period: the planner's step."""
         self.capacity_n = max(MIN_FIT_POINTS, round(spec.history_s / spec.step_s))
         self.refit_interval_s = spec.refit_interval_s
         self.models = spec.models
         self.seasons = tuple(max(2, round(s / spec.step_s)) for s in spec.seasonalities_s) or None
-        self.calibrator = PeakCalibrator(spec.miss_cost_ratio / (spec.miss_cost_ratio + 1.0))
+        target = spec.miss_cost_ratio / (spec.miss_cost_ratio + 1.0)
+        config = PlannerConfig(
+            bucket_steps=max(1, round(spec.step_s / interval_s)), max_error_ratio=MAX_ERROR_RATIO
+        )
+        self.planner = WindowPlanner(target, 0.0, config)
         self.values: FloatArray = np.zeros(0)
         self.first_i = 0
         """Absolute grid index (timestamp / step) of ``values[0]``."""
@@ -84,13 +80,19 @@ class TargetForecaster:
         self.fit_error = ""
         self._model_next_i = 0
         """Absolute index of the first slot the model has not consumed."""
-        self._pending: deque[_Pending] = deque()
-        self.typical = math.nan
-        """Typical demand: an exponential average over about a season (a day when unknown)."""
-        span = max(self.seasons) if self.seasons else round(86400.0 / self.step_s)
-        self._typical_alpha = 1.0 / max(span, 1)
+        self._path: FloatArray = np.zeros(0)
+        """The model's mean path from slot ``_model_next_i`` on."""
+        self._expected: dict[int, float] = {}
+        """The latest forecast issued for each recent slot (absolute index)."""
+        self._observed: deque[tuple[int, float]] = deque()
+        """(decision step, demand) of the decisions whose windows may still be open."""
+        self._open: dict[int, int] = {}
+        """Open windows: the decision step each opened on -> the last step it covers."""
+        self._last_step: int | None = None
+        self.demand = math.nan
+        """The demand last observed."""
         self.scored = 0
-        """Window outcomes recorded in the calibrator (warm start and live)."""
+        """Window outcomes the planner has scored (warm start and live)."""
 
     # -- history --------------------------------------------------------------------------
 
@@ -134,8 +136,16 @@ class TargetForecaster:
         interval = self.refit_interval_s * (1.0 - 0.5 * self.phase if self._fits == 1 else 1.0)
         return now_s - self.fitted_at_s >= interval
 
-    def fit(self, now_s: float, window_steps: int) -> None:
-        """Full fit (selection included); on the first fit, warm-start the calibrator."""
+    def use_capacity(self, capacity_rps: float) -> None:
+        """One replica's worth of demand: the least score offset of the planner's bands."""
+        self.planner.min_offset = capacity_rps
+
+    def _horizon(self, window_s: float) -> int:
+        """Model slots a path must cover: the window plus the slot in progress."""
+        return max(2, math.ceil(window_s / self.step_s - 1e-9) + 2)
+
+    def fit(self, now_s: float, window_s: float) -> None:
+        """Full fit (selection included); on the first fit, warm-start the planner."""
         self.fitted_at_s = now_s
         self._fits += 1
         y = ffill(self.values)
@@ -143,47 +153,68 @@ class TargetForecaster:
         if y.shape[0] < MIN_FIT_POINTS:
             self.model, self.fit_error = None, f"only {y.shape[0]} points of history"
             return
-        warm = self.scored < self.calibrator.config.min_scores
+        warm = self.scored == 0 and self._last_step is None
         # The held-back tail covers a whole season when there is one, so the calibration set
         # holds the errors of the busy part of the cycle, not just the quiet hours before now.
         season = max(self.seasons or (0,))
-        want = max(self.calibrator.config.min_scores + 2 * window_steps + 8, season + window_steps)
+        window_slots = math.ceil(window_s / self.step_s - 1e-9)
+        # It also holds a quality window of decisions, so the decider's error and coverage
+        # gates start from a full sample rather than the first few outcomes.
+        quality = math.ceil(self.planner.config.calibrator.quality_window * self.interval_s / self.step_s)
+        want = max(_TAIL_SCORES + 2 * window_slots + 8, season + window_slots, quality + window_slots)
         tail = min(y.shape[0] // 2, want) if warm else 0
+        # Selection scores the horizon the model is used over until the next refit (its path
+        # carries the windows in between), as the backtest's predictive policy does.
+        fit_n = y.shape[0] - tail
+        horizon = max(2, window_slots, min(fit_n // 8, round(self.refit_interval_s / self.step_s)))
         model = AutoModel(
             self.step_s,
-            max(2, window_steps),
+            horizon,
             candidates=self.models or tuple(MODELS),
             seasons=self.seasons,
             origins=2,
         )
         try:
             model.fit(y[: y.shape[0] - tail])
-            if math.isnan(self.typical):
-                self._track(y[: y.shape[0] - tail])
             self._model_next_i = y_start_i + y.shape[0] - tail
             self.model, self.fit_error = model, ""
+            self._refresh_path(window_s)
             if tail:
-                self._replay_tail(y[y.shape[0] - tail :], window_steps)
+                self._replay_tail(y[y.shape[0] - tail :], window_s)
         except (ModelError, ValueError, np.linalg.LinAlgError) as e:
             self.model, self.fit_error = None, f"{type(e).__name__}: {e}"
 
-    def _replay_tail(self, tail: FloatArray, window_steps: int) -> None:
-        """Walk the held-back tail as if live: advance the model a slot, then issue and score
-        the window that opens on that slot (see :meth:`window`)."""
+    def _refresh_path(self, window_s: float, *, slots: int = 0) -> None:
+        """Forecast the slots from the first unseen one; remember what each was forecast."""
         assert self.model is not None
-        n = tail.shape[0]
-        for j in range(n):
-            self.model.update(tail[j : j + 1])
-            self._track(tail[j : j + 1])
-            if j + window_steps < n:
-                seen = float(tail[j])
-                point = max(float(self.model.predict(window_steps).mean.max()), seen)
-                actual = float(tail[j : j + window_steps + 1].max())
-                self.calibrator.observe(point, None, actual, naive_peak=seen, group=self._group(point))
-                self.scored += 1
-        self._model_next_i += n
+        self._path = self.model.predict(max(slots, self._horizon(window_s))).mean
+        for j, v in enumerate(self._path.tolist()):
+            self._expected[self._model_next_i + j] = v
+        for old in [k for k in self._expected if k < self._model_next_i - 2]:
+            del self._expected[old]
 
-    def advance(self) -> None:
+    def _replay_tail(self, tail: FloatArray, window_s: float) -> None:
+        """Walk the held-back tail decision by decision, as if live: the model takes each slot
+        once it is complete, and every decision observes, scores and plans."""
+        assert self.model is not None
+        t0_i = self._model_next_i
+        n = tail.shape[0]
+        t = t0_i * self.step_s
+        end_s = (t0_i + n - 1) * self.step_s
+        while t <= end_s + 1e-9:
+            done = self.grid_index(t) - t0_i + 1  # slots complete at t
+            while self._model_next_i - t0_i < min(done, n):
+                k = self._model_next_i - t0_i
+                self.model.update(tail[k : k + 1])
+                self._model_next_i += 1
+                self._refresh_path(window_s)
+            # What a query at t returns: the rate over the step that just ended.
+            now_slot = min(n - 1, max(0, self._slot_of(t - self.interval_s / 2) - t0_i))
+            self.observe(t, float(tail[now_slot]))
+            self.window(t, window_s)
+            t += self.interval_s
+
+    def advance(self, window_s: float) -> None:
         """Feed the model every slot it has not seen yet (carried forward over gaps)."""
         if self.model is None:
             return
@@ -197,73 +228,80 @@ class TargetForecaster:
             last = self.values[:lo][np.isfinite(self.values[:lo])]
             seed = last[-1:] if last.size else np.zeros(1)
             filled = ffill(np.concatenate([seed, new]))[1:]
-            self._track(filled)
             try:
                 self.model.update(filled)
             except (ModelError, ValueError) as e:
                 self.model, self.fit_error = None, f"update failed: {e}"
+                return
         self._model_next_i = end_i
+        try:
+            self._refresh_path(window_s)
+        except (ModelError, ValueError) as e:
+            self.model, self.fit_error = None, f"predict failed: {e}"
 
-    def _track(self, values: FloatArray) -> None:
-        """Advance the typical-demand average over ``values`` (finite, in order)."""
-        a, typ = self._typical_alpha, self.typical
-        for v in values.tolist():
-            typ = v if math.isnan(typ) else typ + a * (v - typ)
-        self.typical = typ
+    # -- decisions --------------------------------------------------------------------------
 
-    def _group(self, point: float) -> int:
-        if not math.isfinite(self.typical) or self.typical <= 0:
-            return 0
-        return sum(point > b * self.typical for b in LEVEL_BINS)
+    def step_index(self, now_s: float) -> int:
+        """The decision step ``now_s`` falls in."""
+        return math.floor(now_s / self.interval_s + 1e-9)
 
-    # -- forecasts and their outcomes -----------------------------------------------------
+    def _slot_of(self, t_s: float) -> int:
+        """The grid slot whose value will hold the demand at ``t_s`` (the one ending next)."""
+        return math.ceil(t_s / self.step_s - 1e-9)
+
+    def observe(self, now_s: float, demand: float) -> bool:
+        """The freshest demand at a decision: the rate over the step that just ended. Scores
+        the windows it closes. Once per decision step (a second call in the same step is
+        ignored); returns whether it was taken."""
+        k = self.step_index(now_s)
+        if not math.isfinite(demand) or (self._last_step is not None and k <= self._last_step):
+            return False
+        self._last_step, self.demand = k, demand
+        expected = self._expected.get(self._slot_of(now_s - self.interval_s / 2), math.nan)
+        self.planner.observe(demand, expected)
+        self._observed.append((k, demand))
+        for j in sorted(j for j, last in self._open.items() if last <= k):
+            last = self._open.pop(j)
+            # Window j plans the steps after decision j; each is reported one decision later.
+            peak = max((d for s, d in self._observed if j < s <= last), default=math.nan)
+            if math.isfinite(peak):
+                self.planner.outcome(j, peak)
+                self.scored += 1
+        first_open = min(self._open, default=k)
+        while self._observed and self._observed[0][0] <= first_open and self._observed[0][0] < k:
+            self._observed.popleft()
+        return True
 
     def window(
         self, now_s: float, window_s: float, *, record: bool = True
     ) -> tuple[WindowForecast | None, float]:
         """Calibrated forecast of the peak over ``[now, now + window_s]`` and its point value.
 
-        The window is also remembered (``record``), to be scored when the data that closes it
-        arrives. Longer windows (node-pool planning) reuse the calibration of the decision window.
-        """
-        steps = max(1, math.ceil(window_s / self.step_s - 1e-9))
-        if self.model is None:
+        The window spans the decision steps from this one until the next decision takes
+        over; ``record`` remembers it, to be scored once its last step has been observed
+        (once per step). Longer windows (node-pool planning) reuse the calibration."""
+        if self.model is None or self._path.size == 0:
             return None, math.nan
-        try:
-            fc = self.model.predict(steps)
-        except (ModelError, ValueError) as e:
-            self.fit_error = f"predict failed: {e}"
-            return None, math.nan
-        # The window opens on the slot just observed: its peak is at least what that slot holds.
-        seen = self.latest() or 0.0
-        point = max(float(fc.mean.max()), seen)
+        k = self.step_index(now_s)
+        steps = max(1, math.ceil(window_s / self.interval_s - 1e-9))
+        half = self.interval_s / 2  # each step's slot is the one holding its middle
+        lo = max(self._slot_of(now_s + half), self._model_next_i) - self._model_next_i
+        hi = self._slot_of(now_s + steps * self.interval_s - half) - self._model_next_i + 1
+        if hi > self._path.size:  # a longer window than the decision's (node-pool planning)
+            try:
+                self._refresh_path(window_s, slots=hi)
+            except (ModelError, ValueError) as e:
+                self.fit_error = f"predict failed: {e}"
+                return None, math.nan
+        path_peak = float(self._path[lo:hi].max()) if 0 <= lo < hi <= self._path.size else math.nan
         sel = self.model.selection
-        group = self._group(point)
-        wf = self.calibrator.window_forecast(point, sel.chosen if sel else "", fc.notes, group=group)
-        planned = wf.at(self.calibrator.target) if wf is not None else None
-        open_i = self.grid_index(now_s)
-        if record:
-            self._pending.append(
-                _Pending(open_i, open_i + steps, point, planned, seen, group)
-            )
-        return wf, point
-
-    def settle(self) -> int:
-        """Score every remembered window whose data is complete; returns how many."""
-        end_i = self.first_i + self.values.shape[0] - 1
-        done = 0
-        while self._pending and self._pending[0].close_i <= end_i:
-            p = self._pending.popleft()
-            lo, hi = p.open_i - self.first_i, p.close_i - self.first_i + 1
-            seg = self.values[max(lo, 0) : hi]
-            seg = seg[np.isfinite(seg)]
-            if lo >= 0 and seg.size:
-                self.calibrator.observe(
-                    p.point, p.planned, float(seg.max()), naive_peak=p.naive, group=p.group
-                )
-                done += 1
-        self.scored += done
-        return done
+        keep = record and k == self._last_step and k not in self._open
+        wf = self.planner.plan(
+            k, path_peak, self.demand, sel.chosen if sel else "", sel.notes if sel else (), record=keep
+        )
+        if keep:
+            self._open[k] = k + steps
+        return wf, (wf.mean_peak_rps if wf is not None else path_peak)
 
     def quality(self) -> ForecastQuality:
-        return self.calibrator.quality()
+        return self.planner.quality()

@@ -106,9 +106,8 @@ class Reconciler:
                     node_lead = NodeLead(LeadTimeEstimator(prior_s=prior))
                 node_lead.estimator.prior_s = prior
                 node_lead.estimator.fixed_s = None if spec.measure_lead_time else prior
-            mem = Memory(
-                spec, generation, TargetForecaster(spec, phase=_phase(key)), lead, node_lead=node_lead
-            )
+            fc = TargetForecaster(spec, interval_s=self.deps.interval_s, phase=_phase(key))
+            mem = Memory(spec, generation, fc, lead, node_lead=node_lead)
             self.memory[key] = mem
         return mem
 
@@ -159,6 +158,8 @@ class Reconciler:
         try:
             if rng is not None:
                 fc.ingest(await self.deps.source.range(spec.query, rng[0], rng[1], spec.step_s))
+            # The planner observes the freshest demand at every decision; the grid is the model's.
+            fresh = await self.deps.source.instant(spec.query)
             if spec.capacity_query:
                 cap = await self.deps.source.instant(spec.capacity_query)
                 if cap is not None and math.isfinite(cap) and cap > 0:
@@ -167,7 +168,7 @@ class Reconciler:
             raise self._unhealthy("SourceUnavailable", f"metrics source unreachable: {e}") from e
         except (QueryError, SourceError) as e:
             raise self._unhealthy("QueryRejected", str(e)) from e
-        demand = fc.latest()
+        demand = fresh if fresh is not None and math.isfinite(fresh) and fresh >= 0 else fc.latest()
         if demand is None:
             if spec.on_empty == "zero":
                 return 0.0
@@ -185,17 +186,17 @@ class Reconciler:
         )
 
     async def _forecast(
-        self, spec: PASpec, mem: Memory, now: float, window_s: float, *, record: bool = True
+        self, mem: Memory, now: float, window_s: float, demand: float, *, record: bool = True
     ) -> tuple[WindowForecast | None, float]:
         fc = mem.forecaster
-        fc.advance()
+        fc.advance(window_s)
         if fc.needs_fit(now):
-            steps = max(1, math.ceil(window_s / spec.step_s))
             if self.deps.fit_in_thread:
-                await asyncio.to_thread(fc.fit, now, steps)
+                await asyncio.to_thread(fc.fit, now, window_s)
             else:
-                fc.fit(now, steps)
-        fc.settle()
+                fc.fit(now, window_s)
+        if record:
+            fc.observe(now, demand)
         return fc.window(now, window_s, record=record)
 
     async def _run(
@@ -218,7 +219,8 @@ class Reconciler:
         await self._measure(mem, workload, ns)
         lead_s = mem.lead.estimate_s()
         window_s = lead_s + self.deps.interval_s
-        wf, _point = await self._forecast(spec, mem, now, window_s, record=not triggered)
+        mem.forecaster.use_capacity(capacity)
+        wf, _point = await self._forecast(mem, now, window_s, demand, record=not triggered)
         policy = ScalingPolicy(
             capacity_per_replica_rps=capacity,
             min_replicas=spec.min_replicas,
