@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 GIVE_UP_S: Final = 3600.0
 """A request not met within this long is dropped without a sample."""
+PATIENCE: Final = 2.0
+"""A withdrawn request waits this many planned node lead times for a node already coming."""
 
 
 @dataclass(frozen=True)
@@ -92,12 +94,19 @@ async def check(
     *,
     asked_nodes: int,
     now_s: float,
+    patience_s: float,
 ) -> tuple[bool, float | None]:
     """``(closed, delay)`` of a pending measurement; ``asked_nodes``: the pool's current ask.
-    Raises :class:`forecaster.kube.KubeError` when nodes or pods cannot be read."""
+
+    An ask withdrawn before any new node appeared stays open for ``patience_s`` after the
+    request: the pool's autoscaler may already be bringing a node up for it, and that node's
+    delay is still the answer to the request. Raises :class:`forecaster.kube.KubeError` when
+    nodes or pods cannot be read."""
     if now_s - up.requested_at_s > GIVE_UP_S:
         return True, None
     fresh = new_nodes(await _pool_nodes(kube, pool), up)
+    if asked_nodes == 0 and not fresh:
+        return now_s - up.requested_at_s > patience_s, None
     ready = [n for n in fresh if ready_since(n) is not None]
     if len(ready) < len(fresh):
         return False, None  # a new node is still coming up
@@ -139,7 +148,14 @@ class NodeLead:
         if up is not None:
             try:
                 closed, delay = await check(
-                    kube, namespace, owner, pool, up, asked_nodes=asked_nodes, now_s=now_s
+                    kube,
+                    namespace,
+                    owner,
+                    pool,
+                    up,
+                    asked_nodes=asked_nodes,
+                    now_s=now_s,
+                    patience_s=PATIENCE * self.estimate_s(),
                 )
             except KubeError as e:
                 log.warning(

@@ -120,6 +120,32 @@ async def test_a_node_made_in_the_same_second_before_the_request_is_not_new() ->
     assert nl.estimate_s() == 300
 
 
+async def test_a_node_that_comes_after_the_ask_was_withdrawn_is_still_its_answer() -> None:
+    # The forecast asked for a node, then withdrew the ask (the serving pods took the GPUs)
+    # before the node appeared; the pool's autoscaler brought it up anyway.
+    kube, nl = FakeKube(), lead()
+    await nl.follow(kube, "a", "p", POOL, 1, now_s=T0, measure=True)
+    await nl.follow(kube, "a", "p", POOL, 0, now_s=T0 + 3, measure=True)
+    assert pending(nl) is not None, "withdrawn, but a node may be on its way"
+    node(kube, "n1", T0 + 4, T0 + 5)
+    await nl.follow(kube, "a", "p", POOL, 0, now_s=T0 + 6, measure=True)
+    assert pending(nl) is None
+    assert nl.samples == 1
+    assert nl.estimate_s() == pytest.approx(5)
+
+
+async def test_a_withdrawn_ask_gives_up_after_twice_the_planned_node_lead() -> None:
+    kube, nl = FakeKube(), lead()
+    await nl.follow(kube, "a", "p", POOL, 1, now_s=T0, measure=True)
+    await nl.follow(kube, "a", "p", POOL, 0, now_s=T0 + 599, measure=True)
+    assert pending(nl) is not None
+    await nl.follow(kube, "a", "p", POOL, 0, now_s=T0 + 601, measure=True)
+    assert pending(nl) is None, "no node within 2 x 300 s: not attributed to this ask"
+    node(kube, "late", T0 + 650, T0 + 700)
+    await nl.follow(kube, "a", "p", POOL, 0, now_s=T0 + 710, measure=True)
+    assert nl.samples == 0
+
+
 async def test_no_measurement_starts_when_the_pool_cannot_be_listed() -> None:
     kube, nl = FakeKube(), lead()
     kube.fail = lambda method, path: Retryable("down", 503) if path == "/api/v1/nodes" else None
