@@ -66,13 +66,16 @@ class _Group:
     """Scores of one Mondrian group (e.g. a phase within the model's bucket)."""
 
     def __init__(self, window: int) -> None:
-        self._ring: FloatArray = np.zeros(max(1, window))  # the last ``window`` scores
+        self._window = max(1, window)
+        self._ring: FloatArray = np.zeros(min(self._window, 64))  # grows to the last ``window`` scores
         self._count = 0
         self.sorted: FloatArray = np.zeros(0)
         self.stale = 0
         self.version = 0
 
     def add(self, score: float, refresh: int) -> None:
+        if self._count == self._ring.shape[0] < self._window:  # full, still below the window
+            self._ring = np.concatenate([self._ring, np.zeros(min(self._count, self._window - self._count))])
         self._ring[self._count % self._ring.shape[0]] = score
         self._count += 1
         self.stale += 1

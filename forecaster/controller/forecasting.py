@@ -26,6 +26,7 @@ from collections import deque
 
 import numpy as np
 
+from forecaster.calibration import CalibratorConfig
 from forecaster.controller.spec import PASpec
 from forecaster.decider import ForecastQuality, ScalingPolicy, WindowForecast
 from forecaster.models import MODELS, AutoModel, ModelError
@@ -36,6 +37,9 @@ from forecaster.window import PlannerConfig, WindowPlanner
 MIN_FIT_POINTS = 16
 MAX_ERROR_RATIO = ScalingPolicy.max_error_ratio
 """The decider's error gate: the planner prefers forecasts it would not gate off."""
+CALIBRATION_WINDOW = 500
+"""Scores kept per calibration group of each of the planner's forecasts (a day of decisions
+at the default interval spread over the groups): what bounds the memory of one target."""
 _TAIL_SCORES = 30
 """Window outcomes the warm start aims for beyond a season (the calibrator's minimum)."""
 
@@ -65,7 +69,9 @@ class TargetForecaster:
         self.seasons = tuple(max(2, round(s / spec.step_s)) for s in spec.seasonalities_s) or None
         target = spec.miss_cost_ratio / (spec.miss_cost_ratio + 1.0)
         config = PlannerConfig(
-            bucket_steps=max(1, round(spec.step_s / interval_s)), max_error_ratio=MAX_ERROR_RATIO
+            bucket_steps=max(1, round(spec.step_s / interval_s)),
+            max_error_ratio=MAX_ERROR_RATIO,
+            calibrator=CalibratorConfig(step_coverage=True, window=CALIBRATION_WINDOW),
         )
         self.planner = WindowPlanner(target, 0.0, config)
         self.values: FloatArray = np.zeros(0)
