@@ -96,15 +96,19 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--frontier-targets",
-        default=",".join(f"{t:g}" for t in frontier.HPA_TARGETS),
+        default=None,
         metavar="T,T,...",
-        help="HPA target utilizations of the frontier (default %(default)s)",
+        help="HPA target utilizations of the frontier (implies --frontier; default "
+        + ",".join(f"{t:g}" for t in frontier.HPA_TARGETS)
+        + ")",
     )
     p.add_argument(
         "--frontier-costs",
-        default=",".join(f"{c:g}" for c in frontier.MISS_COSTS),
+        default=None,
         metavar="C,C,...",
-        help="predictive miss cost ratios of the frontier (default %(default)s)",
+        help="predictive miss cost ratios of the frontier (implies --frontier; default "
+        + ",".join(f"{c:g}" for c in frontier.MISS_COSTS)
+        + ")",
     )
 
 
@@ -132,9 +136,14 @@ def main(argv: list[str]) -> int:
     try:
         trace = load_trace(args.trace, args.column)
         params = BacktestParams.from_args(args)
+        sweeping = args.frontier or args.frontier_targets is not None or args.frontier_costs is not None
         targets, costs = frontier.settings(
-            _floats(args.frontier_targets, "--frontier-targets"),
-            _floats(args.frontier_costs, "--frontier-costs"),
+            frontier.HPA_TARGETS
+            if args.frontier_targets is None
+            else _floats(args.frontier_targets, "--frontier-targets"),
+            frontier.MISS_COSTS
+            if args.frontier_costs is None
+            else _floats(args.frontier_costs, "--frontier-costs"),
         )
         result = run_backtest(trace, params, None if args.no_progress else _progress)
         front = (
@@ -145,7 +154,7 @@ def main(argv: list[str]) -> int:
                 costs=costs,
                 progress=None if args.no_progress else lambda msg: print(msg, file=sys.stderr, flush=True),
             )
-            if args.frontier
+            if sweeping
             else None
         )
         doc = report.document(result.parameters, result.scores, result.extra)

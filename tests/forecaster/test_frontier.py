@@ -110,8 +110,7 @@ def test_cli_frontier_table_and_json(
             "20",
             "--policies",
             "hpa",
-            "--frontier",
-            "--frontier-targets",
+            "--frontier-targets",  # implies --frontier
             "0.6,0.8",
             "--frontier-costs",
             "10,50",
