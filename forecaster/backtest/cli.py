@@ -94,22 +94,17 @@ def _output_options(p: argparse.ArgumentParser) -> None:
         help="also sweep the HPA's target utilization and predictive's miss cost, and compare "
         "their under-provisioning at equal GPU-hours (10 more replays)",
     )
-    p.add_argument(
-        "--frontier-targets",
-        default=None,
-        metavar="T,T,...",
-        help="HPA target utilizations of the frontier (implies --frontier; default "
-        + ",".join(f"{t:g}" for t in frontier.HPA_TARGETS)
-        + ")",
-    )
-    p.add_argument(
-        "--frontier-costs",
-        default=None,
-        metavar="C,C,...",
-        help="predictive miss cost ratios of the frontier (implies --frontier; default "
-        + ",".join(f"{c:g}" for c in frontier.MISS_COSTS)
-        + ")",
-    )
+    for flag, what, metavar, defaults in (
+        ("--frontier-targets", "HPA target utilizations", "T,T,...", frontier.HPA_TARGETS),
+        ("--frontier-costs", "predictive miss cost ratios", "C,C,...", frontier.MISS_COSTS),
+    ):
+        default = ",".join(f"{v:g}" for v in defaults)
+        p.add_argument(
+            flag,
+            default=None,
+            metavar=metavar,
+            help=f"{what} of the frontier (implies --frontier; default {default})",
+        )
 
 
 def _floats(text: str, option: str) -> list[float]:
