@@ -88,6 +88,9 @@ class TargetForecaster:
         """Absolute index of the first slot the model has not consumed."""
         self._path: FloatArray = np.zeros(0)
         """The model's mean path from slot ``_model_next_i`` on."""
+        self._slots = 0
+        """Slots the path covers: the longest window asked for so far (node-pool planning
+        included), so the path is forecast once per model change, not once per window."""
         self._expected: dict[int, float] = {}
         """The latest forecast issued for each recent slot (absolute index)."""
         self._observed: deque[tuple[int, float]] = deque()
@@ -184,16 +187,18 @@ class TargetForecaster:
             model.fit(y[: y.shape[0] - tail])
             self._model_next_i = y_start_i + y.shape[0] - tail
             self.model, self.fit_error = model, ""
-            self._refresh_path(window_s)
+            self._refresh_path(self._horizon(window_s))
             if tail:
                 self._replay_tail(y[y.shape[0] - tail :], window_s)
         except (ModelError, ValueError, np.linalg.LinAlgError) as e:
             self.model, self.fit_error = None, f"{type(e).__name__}: {e}"
 
-    def _refresh_path(self, window_s: float, *, slots: int = 0) -> None:
-        """Forecast the slots from the first unseen one; remember what each was forecast."""
+    def _refresh_path(self, slots: int) -> None:
+        """Forecast at least ``slots`` slots from the first unseen one; remember what each
+        was forecast."""
         assert self.model is not None
-        self._path = self.model.predict(max(slots, self._horizon(window_s))).mean
+        self._slots = max(self._slots, slots)
+        self._path = self.model.predict(self._slots).mean
         for j, v in enumerate(self._path.tolist()):
             self._expected[self._model_next_i + j] = v
         for old in [k for k in self._expected if k < self._model_next_i - 2]:
@@ -213,7 +218,7 @@ class TargetForecaster:
                 k = self._model_next_i - t0_i
                 self.model.update(tail[k : k + 1])
                 self._model_next_i += 1
-                self._refresh_path(window_s)
+                self._refresh_path(self._horizon(window_s))
             # What a query at t returns: the rate over the step that just ended.
             now_slot = min(n - 1, max(0, self._slot_of(t - self.interval_s / 2) - t0_i))
             self.observe(t, float(tail[now_slot]))
@@ -240,8 +245,10 @@ class TargetForecaster:
                 self.model, self.fit_error = None, f"update failed: {e}"
                 return
         self._model_next_i = end_i
+        if not new.size and self._path.size >= self._horizon(window_s):
+            return  # the model is unchanged: its path stands
         try:
-            self._refresh_path(window_s)
+            self._refresh_path(self._horizon(window_s))
         except (ModelError, ValueError) as e:
             self.model, self.fit_error = None, f"predict failed: {e}"
 
@@ -295,7 +302,7 @@ class TargetForecaster:
         hi = self._slot_of(now_s + steps * self.interval_s - half) - self._model_next_i + 1
         if hi > self._path.size:  # a longer window than the decision's (node-pool planning)
             try:
-                self._refresh_path(window_s, slots=hi)
+                self._refresh_path(hi)
             except (ModelError, ValueError) as e:
                 self.fit_error = f"predict failed: {e}"
                 return None, math.nan
