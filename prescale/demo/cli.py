@@ -79,7 +79,6 @@ def _run_offline(args: argparse.Namespace) -> int:
     front = None
     if args.frontier:
         front = offline.sweep(window, args.peak_replicas, args.pod_lead_s, step_s=args.step_s)
-    if front is not None:
         print(front.table())
         print(front.summary())
     path = args.out / "report.html"
