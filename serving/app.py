@@ -180,6 +180,9 @@ async def live(request: web.Request) -> web.Response:
 async def ready(request: web.Request) -> web.Response:
     """Ready after every model is loaded and warmed up, and until SIGTERM."""
     deps = request.app[DEPS]
+    # Record the start-up time here too, so a 200 here always comes after the "ready" log line and
+    # the start-up metric, even when the repository turns ready between two of the poller's steps.
+    deps.lifecycle.mark_ready_if(deps.repository, deps.metrics)
     ok = deps.lifecycle.ready(deps.repository)
     body = {"ready": ok, "draining": deps.lifecycle.draining, "models": deps.repository.models()}
     return web.json_response(body, status=200 if ok else 503)

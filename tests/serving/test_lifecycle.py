@@ -8,7 +8,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +80,13 @@ async def _poll_status(session: aiohttp.ClientSession, url: str, status: int, ti
     raise AssertionError(f"{url} did not answer {status} within {timeout_s} s")
 
 
+async def _poll_log(server: Server, match: Callable[[str], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not any(match(line) for line in server.log):
+        assert time.monotonic() < deadline, f"no such log line within {timeout_s} s: {''.join(server.log)}"
+        await asyncio.sleep(0.01)
+
+
 async def _inflight(session: aiohttp.ClientSession, url: str) -> float:
     async with session.get(f"{url}/metrics") as resp:
         text = await resp.text()
@@ -91,7 +98,8 @@ async def test_ready_after_startup_then_sigterm_drains_in_flight_requests_and_ex
     n = 300
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         await _poll_status(session, f"{server.url}/ready", 200, 30)
-        assert any('"msg":"ready"' in line and "startup_s" in line for line in server.log)
+        # The line is written before /ready answers 200; the collector task may still be reading it.
+        await _poll_log(server, lambda line: '"msg":"ready"' in line and "startup_s" in line, 5)
         async with session.get(f"{server.url}/metrics") as resp:
             startup = re.search(r"^inference_startup_seconds\{.*\} (\S+)$", await resp.text(), re.M)
         assert startup is not None
@@ -128,4 +136,4 @@ async def test_ready_after_startup_then_sigterm_drains_in_flight_requests_and_ex
     assert statuses == [200] * n
     assert rc == 0
     assert took < GRACE_S
-    assert any('"msg":"drained, exiting"' in line for line in server.log)
+    await _poll_log(server, lambda line: '"msg":"drained, exiting"' in line, 5)
