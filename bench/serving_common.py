@@ -24,6 +24,7 @@ from serving import example
 PRESCALE = Path(sys.executable).with_name("prescale")
 ROW = [6.7, 3.0, 5.2, 2.3]
 BODY = json.dumps({"instances": [ROW]})
+QUEUEPROXY_SRC = Path(__file__).resolve().parents[1] / "serving" / "queueproxy"
 
 
 def example_repo() -> Path:
@@ -66,10 +67,10 @@ def _port(stderr: IO[bytes], deadline: float) -> int:
     while time.monotonic() < deadline:
         line = stderr.readline().decode()
         if not line:
-            raise RuntimeError("prescale serve exited before listening")
+            raise RuntimeError("the child process exited before listening")
         if '"msg":"listening"' in line:
             return int(json.loads(line)["port"])
-    raise RuntimeError("prescale serve did not start listening")
+    raise RuntimeError("the child process did not start listening")
 
 
 def _wait_ready(url: str, deadline: float) -> None:
@@ -94,6 +95,40 @@ def cpu_split() -> tuple[list[str], list[str]]:
     half = len(cpus) // 2
     return (["taskset", "-c", ",".join(map(str, cpus[:half]))],
             ["taskset", "-c", ",".join(map(str, cpus[half:]))])
+
+
+def build_queueproxy() -> Path:
+    """Build the queue proxy (serving/queueproxy, Go standard library only) into the cache."""
+    out = Path.home() / ".cache" / "prescale" / "bench" / "queueproxy"
+    subprocess.run(["go", "build", "-o", str(out), "."], cwd=QUEUEPROXY_SRC, check=True)
+    return out
+
+
+@dataclass
+class Proxy:
+    """A queue proxy child process in front of a replica."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start_proxy(binary: Path, backend: str, *args: str, prefix: Sequence[str] = ()) -> Proxy:
+    """Start the queue proxy on a free loopback port in front of ``backend``."""
+    proc = subprocess.Popen([*prefix, str(binary), "-listen", "127.0.0.1:0", "-backend", backend, *args],
+                            stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    try:
+        port = _port(proc.stderr, time.monotonic() + 10)
+    except BaseException:
+        proc.kill()
+        raise
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    return Proxy(proc, f"http://127.0.0.1:{port}")
 
 
 def start(repo: Path, *args: str, timeout_s: float = 60, prefix: Sequence[str] = ()) -> Replica:

@@ -62,8 +62,10 @@ class Rule:
 Preset = tuple[Rule, ...]
 
 PRESETS: Mapping[str, Preset] = {
-    "prescale": tuple(Rule(name.removesuffix("_total"), name, kind, code_label="code")
-                      for name, kind in FAMILY_TYPES.items()),
+    "prescale": (*(Rule(name.removesuffix("_total"), name, kind, code_label="code")
+                   for name, kind in FAMILY_TYPES.items()),
+                 # Scraped through the queue proxy: what it refused is demand too.
+                 Rule("inference_proxy_refused", "inference_requests_total", "counter", code="429")),
     "vllm": (
         Rule("vllm:request_success", "inference_requests_total", "counter", "model_name", code="200"),
         Rule("vllm:e2e_request_latency_seconds", "inference_request_duration_seconds", "histogram",

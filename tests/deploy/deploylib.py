@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -54,6 +55,15 @@ def helm_binary() -> Path:
 def run(argv: list[str], cwd: Path = ROOT, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=120,
                           check=False)
+
+
+def kubectl(helm: Path) -> str:
+    """kubectl for `kubectl kustomize`: the one scripts/install-helm.sh unpacks next to helm, or PATH's."""
+    pinned = helm.parent / "kubectl"
+    found = str(pinned) if pinned.is_file() else shutil.which("kubectl")
+    if found is None:
+        pytest.fail("kubectl is missing: run scripts/install-helm.sh (it installs kubectl next to helm)")
+    return found
 
 
 def docs(text: str) -> list[Obj]:

@@ -3,7 +3,6 @@ Kubernetes version, meets the security policy, and the generated files match the
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from deploylib import (
     KUSTOMIZE,
     Obj,
     docs,
+    kubectl,
     pod_resources_exception,
     run,
     schema_errors,
@@ -20,15 +20,6 @@ from deploylib import (
 from kustomize_base import generated
 
 TREES = ["base", "overlays/minimal", "overlays/production", "overlays/with-serving"]
-
-
-def kubectl(helm: Path) -> str:
-    """kubectl for `kubectl kustomize`: the one scripts/install-helm.sh unpacks next to helm, or PATH's."""
-    pinned = helm.parent / "kubectl"
-    found = str(pinned) if pinned.is_file() else shutil.which("kubectl")
-    if found is None:
-        pytest.fail("kubectl is missing: run scripts/install-helm.sh (it installs kubectl next to helm)")
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,3 @@
+module prescale.dev/serving/queueproxy
+
+go 1.22
