@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -31,6 +32,19 @@ from serving.repository import Repository
 
 log = logging.getLogger(__name__)
 EXIT_CONFIG = 2
+GC_GEN0_THRESHOLD = 50_000
+"""Allocations between young-generation collections (CPython's default: 700). Each request
+allocates hundreds of short-lived objects; at the default, collections run thousands of times
+a second under load and walk every pending request and connection, and that time lands on the
+event loop. Measured on the example model at twice its capacity: answered requests went from
+about 27 to 410 per second and 429s were answered 4x sooner (docs/serving.md)."""
+
+
+def tune_gc() -> None:
+    """Freeze what start-up allocated (modules, configuration) out of the collector's reach, and
+    collect the young generation less often. Called once, by the server process only."""
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -141,6 +155,7 @@ def main(argv: list[str]) -> int:
     if not cfg.model_repository.is_dir():
         print(f"prescale serve: model_repository: {cfg.model_repository} is not a directory", file=sys.stderr)
         return EXIT_CONFIG
+    tune_gc()
     try:
         asyncio.run(serve(cfg))
     except OSError as e:

@@ -34,6 +34,10 @@ class ServerMetrics:
     def __init__(self, registry: CollectorRegistry, namespace: str, pod: str) -> None:
         self.registry = registry
         self._where = {"namespace": namespace, "pod": pod}
+        # Labelled children, looked up once: ``labels()`` costs more than the request it counts
+        # when a 429 is all the server does for it. Keys are served models and status codes.
+        self._models: dict[str, ModelMetrics] = {}
+        self._done: dict[tuple[str, int], tuple[Counter, Histogram | None]] = {}
         per_model = ["namespace", "pod", "model"]
         self.requests = Counter("inference_requests", "Inference requests answered, by HTTP status code.",
                                 [*per_model, "code"], registry=registry)
@@ -69,19 +73,27 @@ class ServerMetrics:
                            ["namespace", "pod"], registry=registry)
 
     def for_model(self, model: str) -> ModelMetrics:
-        labels = {**self._where, "model": model}
-        return ModelMetrics(
-            queue_depth=self.queue_depth.labels(**labels),
-            batch_size=self.batch_size.labels(**labels),
-            queue_wait=self.queue_wait.labels(**labels),
-            model_seconds=self.model_seconds.labels(**labels),
-            inflight=self.inflight.labels(**labels),
-        )
+        found = self._models.get(model)
+        if found is None:
+            labels = {**self._where, "model": model}
+            found = self._models[model] = ModelMetrics(
+                queue_depth=self.queue_depth.labels(**labels),
+                batch_size=self.batch_size.labels(**labels),
+                queue_wait=self.queue_wait.labels(**labels),
+                model_seconds=self.model_seconds.labels(**labels),
+                inflight=self.inflight.labels(**labels),
+            )
+        return found
 
     def request_done(self, model: str, code: int, duration_s: float) -> None:
-        self.requests.labels(**self._where, model=model, code=str(code)).inc()
-        if 200 <= code < 300:
-            self.duration.labels(**self._where, model=model).observe(duration_s)
+        children = self._done.get((model, code))
+        if children is None:
+            children = self._done[(model, code)] = (
+                self.requests.labels(**self._where, model=model, code=str(code)),
+                self.duration.labels(**self._where, model=model) if 200 <= code < 300 else None)
+        children[0].inc()
+        if children[1] is not None:
+            children[1].observe(duration_s)
 
     def model_loaded(self, model: str, version: int, runtime: str, seconds: float, loaded_now: int) -> None:
         labels = {**self._where, "model": model, "version": str(version), "runtime": runtime}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +67,12 @@ def test_cli_builds_the_example_repo(tmp_path: Path) -> None:
     assert main(["--make-example-repo", str(tmp_path / "repo")]) == 0
     assert (tmp_path / "repo" / "iris" / "1" / "model.joblib").is_file()
     assert (tmp_path / "repo" / "iris-onnx" / "1" / "model.onnx").is_file()
+
+
+def test_the_server_process_tunes_the_collector() -> None:
+    """In a process of its own: the settings are process-wide."""
+    code = ("import gc; from serving.cli import GC_GEN0_THRESHOLD, tune_gc; before = gc.get_threshold(); "
+            "tune_gc(); print(gc.get_threshold()[0] == GC_GEN0_THRESHOLD, "
+            "gc.get_threshold()[1:] == before[1:], gc.get_freeze_count() > 1000)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "True"]
