@@ -150,10 +150,8 @@ def mean_ms(replica: common.Replica, family: str) -> float:
 
 
 def build_openloop() -> Path:
-    """Build the Go open-loop generator (bench/openloop, standard library only) into the cache."""
-    out = Path.home() / ".cache" / "prescale" / "bench" / "openloop"
-    subprocess.run(["go", "build", "-o", str(out), "."], cwd=OPENLOOP_SRC, check=True)
-    return out
+    """Build the Go open-loop generator (bench/openloop) into the cache."""
+    return common.go_build(OPENLOOP_SRC)
 
 
 def openloop(generator: Path, url: str, rate: float, duration_s: float, *, max_conns: int = 2000,
@@ -240,7 +238,7 @@ def main() -> int:
                    help="the queue proxy's -concurrency (its queue is twice that)")
     args = p.parse_args()
     args.generator = build_openloop()
-    args.queueproxy = common.build_queueproxy()
+    args.queueproxy = common.go_build(common.QUEUEPROXY_SRC)
     print(f"CPUs: server {' '.join(SERVER_CPUS) or 'unpinned'}, load generators "
           f"{' '.join(CLIENT_CPUS) or 'unpinned'}")
     repo = common.example_repo()

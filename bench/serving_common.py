@@ -97,10 +97,10 @@ def cpu_split() -> tuple[list[str], list[str]]:
             ["taskset", "-c", ",".join(map(str, cpus[half:]))])
 
 
-def build_queueproxy() -> Path:
-    """Build the queue proxy (serving/queueproxy, Go standard library only) into the cache."""
-    out = Path.home() / ".cache" / "prescale" / "bench" / "queueproxy"
-    subprocess.run(["go", "build", "-o", str(out), "."], cwd=QUEUEPROXY_SRC, check=True)
+def go_build(source: Path) -> Path:
+    """Build the Go program in ``source`` (standard library only) into the cache."""
+    out = Path.home() / ".cache" / "prescale" / "bench" / source.name
+    subprocess.run(["go", "build", "-o", str(out), "."], cwd=source, check=True)
     return out
 
 

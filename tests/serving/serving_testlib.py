@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
@@ -21,6 +24,15 @@ from serving.repository import Repository
 from serving.runtimes import Model, Signature, TensorSpec
 
 Client = TestClient[Any, Any]
+ROOT = Path(__file__).resolve().parents[2]
+needs_go = pytest.mark.skipif(shutil.which("go") is None, reason="Go is not installed (scripts/setup.sh)")
+
+
+def go_build(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the Go program in ``source`` (standard library only) into a fresh temporary dir."""
+    out = tmp_path_factory.mktemp(source.name) / source.name
+    subprocess.run(["go", "build", "-o", str(out), "."], cwd=source, check=True)
+    return out
 
 
 def config(repo: Path, **overrides: Any) -> ServeConfig:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,17 +11,14 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from serving_testlib import ROOT, go_build, needs_go
 
-SOURCE = Path(__file__).resolve().parents[2] / "bench" / "openloop"
-
-pytestmark = pytest.mark.skipif(shutil.which("go") is None, reason="Go is not installed (scripts/setup.sh)")
+pytestmark = needs_go
 
 
 @pytest.fixture(scope="module")
 def generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("openloop") / "openloop"
-    subprocess.run(["go", "build", "-o", str(out), "."], cwd=SOURCE, check=True)
-    return out
+    return go_build(ROOT / "bench" / "openloop", tmp_path_factory)
 
 
 @asynccontextmanager

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import signal
 import subprocess
 import time
@@ -17,22 +16,19 @@ from typing import Any
 
 import aiohttp
 import pytest
-from serving_testlib import Client, GatedModel, config, deps_for, start
+from serving_testlib import ROOT, Client, GatedModel, config, deps_for, go_build, needs_go, start
 
 from gpu_exporter.presets import PRESETS, normalize
 
-SOURCE = Path(__file__).resolve().parents[2] / "serving" / "queueproxy"
 PREDICT = "/v1/models/iris:predict"
 BODY = {"instances": [[6.7, 3.0, 5.2, 2.3]]}
 
-pytestmark = pytest.mark.skipif(shutil.which("go") is None, reason="Go is not installed (scripts/setup.sh)")
+pytestmark = needs_go
 
 
 @pytest.fixture(scope="module")
 def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("queueproxy") / "queueproxy"
-    subprocess.run(["go", "build", "-o", str(out), "."], cwd=SOURCE, check=True)
-    return out
+    return go_build(ROOT / "serving" / "queueproxy", tmp_path_factory)
 
 
 @dataclass
