@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every check CI runs, in order: ruff, mypy --strict, import-linter contracts, then pytest
+# Every check CI runs, in order: ruff, mypy --strict, import-linter contracts, gofmt and go vet,
+# then pytest
 # (warnings are errors, per-test timeout). Extra arguments go to pytest.
 #   scripts/check.sh                 everything
 #   scripts/check.sh --lint-only     static checks only
@@ -24,6 +25,15 @@ for d in tests/*/; do
   "$V/mypy" --no-error-summary "$d" || { info "mypy failed in $d"; exit 1; }
 done
 info "import contracts"; "$V/lint-imports" --no-cache
+# The Go programs (the queue proxy, the benchmarks' load generator): formatted and vetted.
+if command -v go >/dev/null; then
+  info "gofmt, go vet"
+  for m in serving/queueproxy bench/openloop; do
+    unformatted="$(gofmt -l "$m")"
+    [ -z "$unformatted" ] || { info "gofmt would change: $unformatted"; exit 1; }
+    (cd "$m" && go vet ./...)
+  done
+fi
 [ "$lint_only" = 1 ] && { info "static checks passed in $((SECONDS - t0))s"; exit 0; }
 info "pytest"
 "$V/pytest" "$@"

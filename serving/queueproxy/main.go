@@ -56,7 +56,7 @@ func run(cfg config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", cfg.listen, err)
 	}
-	srv := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errs := make(chan error, 1)
 	go func() { errs <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "port", ln.Addr().(*net.TCPAddr).Port,
