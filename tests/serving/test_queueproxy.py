@@ -217,8 +217,8 @@ async def test_sigterm_keeps_serving_for_the_drain_delay_then_finishes_in_flight
         held = await _hold(session, px.url, model)
         queued = asyncio.create_task(_post(session, px.url + PREDICT))
         await _until(lambda: _metric(session, px.url, "inference_proxy_queued", 1))
+        sent = time.monotonic()  # before the signal, so the proxy's drain delay starts after it
         px.proc.send_signal(signal.SIGTERM)
-        sent = time.monotonic()
         async with session.get(px.url + "/ready") as resp:  # still serving during the drain delay
             assert resp.status == 200
         await _until(lambda: _refused(px.url), timeout_s=3)
