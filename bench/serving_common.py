@@ -33,7 +33,7 @@ def example_repo() -> Path:
 
 @dataclass
 class Replica:
-    """A ``prescale serve`` child process on a loopback port."""
+    """A child process serving on a loopback port: ``prescale serve`` or the queue proxy."""
 
     proc: subprocess.Popen[bytes]
     port: int
@@ -104,50 +104,34 @@ def go_build(source: Path) -> Path:
     return out
 
 
-@dataclass
-class Proxy:
-    """A queue proxy child process in front of a replica."""
-
-    proc: subprocess.Popen[bytes]
-    url: str
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def start_proxy(binary: Path, backend: str, *args: str, prefix: Sequence[str] = ()) -> Proxy:
+def start_proxy(binary: Path, backend: str, *args: str, prefix: Sequence[str] = ()) -> Replica:
     """Start the queue proxy on a free loopback port in front of ``backend``."""
-    proc = subprocess.Popen([*prefix, str(binary), "-listen", "127.0.0.1:0", "-backend", backend, *args],
-                            stderr=subprocess.PIPE)
+    return _spawn([*prefix, str(binary), "-listen", "127.0.0.1:0", "-backend", backend, *args],
+                  time.monotonic() + 10, wait_ready=False)
+
+
+def _spawn(argv: list[str], deadline: float, *, wait_ready: bool) -> Replica:
+    """Run ``argv``, read its port from its JSON "listening" log line, and (``wait_ready``) wait
+    until its /ready answers 200; killed again if any of that fails."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE)
     assert proc.stderr is not None
     try:
-        port = _port(proc.stderr, time.monotonic() + 10)
+        port = _port(proc.stderr, deadline)
+        if wait_ready:
+            _wait_ready(f"http://127.0.0.1:{port}", deadline)
     except BaseException:
         proc.kill()
         raise
+    # Keep reading the log so a full pipe never blocks the child.
     threading.Thread(target=proc.stderr.read, daemon=True).start()
-    return Proxy(proc, f"http://127.0.0.1:{port}")
+    return Replica(proc, port, time.monotonic() - t0)
 
 
 def start(repo: Path, *args: str, timeout_s: float = 60, prefix: Sequence[str] = ()) -> Replica:
     """Start ``prescale serve`` on a free loopback port and wait until it is ready; ``prefix``
     runs it under another command (``taskset``)."""
-    t0 = time.monotonic()
-    proc = subprocess.Popen(
-        [*prefix, str(PRESCALE), "--log-format", "json", "serve",
-         "--model-repository", str(repo), "--model", example.SKLEARN_MODEL,
-         "--host", "127.0.0.1", "--port", "0", *args],
-        stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    deadline = t0 + timeout_s
-    try:
-        port = _port(proc.stderr, deadline)
-        _wait_ready(f"http://127.0.0.1:{port}", deadline)
-    except BaseException:
-        proc.kill()
-        raise
-    # Keep reading the log so a full pipe never blocks the server.
-    threading.Thread(target=proc.stderr.read, daemon=True).start()
-    return Replica(proc, port, time.monotonic() - t0)
+    return _spawn([*prefix, str(PRESCALE), "--log-format", "json", "serve",
+                   "--model-repository", str(repo), "--model", example.SKLEARN_MODEL,
+                   "--host", "127.0.0.1", "--port", "0", *args],
+                  time.monotonic() + timeout_s, wait_ready=True)
