@@ -36,8 +36,7 @@ GC_GEN0_THRESHOLD = 50_000
 """Allocations between young-generation collections (CPython's default: 700). Each request
 allocates hundreds of short-lived objects; at the default, collections run thousands of times
 a second under load and walk every pending request and connection, and that time lands on the
-event loop. Measured on the example model at twice its capacity: answered requests went from
-about 27 to 410 per second and 429s were answered 4x sooner (docs/serving.md)."""
+event loop. The measured effect is in docs/serving.md ("Garbage collection")."""
 
 
 def tune_gc() -> None:

@@ -149,9 +149,8 @@ func (p *proxy) learn(resp *http.Response) error {
 	return nil
 }
 
-func escape(v string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(v)
-}
+// labelValue escapes a Prometheus label value.
+var labelValue = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 
 // metrics answers the server's own exposition with the proxy's families appended, so one
 // scrape of the pod's serving port sees both (the exporter's prescale preset folds
@@ -173,7 +172,7 @@ func (p *proxy) metrics(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	where := fmt.Sprintf(`namespace="%s",pod="%s"`, escape(p.cfg.namespace), escape(p.cfg.pod))
+	where := fmt.Sprintf(`namespace="%s",pod="%s"`, labelValue.Replace(p.cfg.namespace), labelValue.Replace(p.cfg.pod))
 	b.WriteString("# HELP inference_proxy_refused_total Inference requests the queue proxy refused with 429 " +
 		"before they reached the server.\n# TYPE inference_proxy_refused_total counter\n")
 	p.mu.Lock()
@@ -183,7 +182,7 @@ func (p *proxy) metrics(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Strings(models)
 	for _, m := range models {
-		fmt.Fprintf(&b, "inference_proxy_refused_total{%s,model=\"%s\"} %d\n", where, escape(m), p.refused[m])
+		fmt.Fprintf(&b, "inference_proxy_refused_total{%s,model=\"%s\"} %d\n", where, labelValue.Replace(m), p.refused[m])
 	}
 	p.mu.Unlock()
 	gauge := func(name, help string, v int64) {
