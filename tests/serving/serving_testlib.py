@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +100,46 @@ async def poll_metric(client: Client, family: str, value: float, timeout_s: floa
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"{family} never read {value}")
+
+
+@dataclass
+class Child:
+    """A program under test serving on a loopback port, and the log lines it has written."""
+
+    proc: asyncio.subprocess.Process
+    port: int
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+async def _collect(stream: asyncio.StreamReader, into: list[str]) -> None:
+    async for line in stream:
+        into.append(line.decode())
+
+
+@asynccontextmanager
+async def child(argv: Sequence[str], timeout_s: float) -> AsyncIterator[Child]:
+    """Run ``argv``, wait for its JSON "listening" log line (which names its port), keep
+    collecting its stderr, and kill it at the end if it is still running."""
+    proc = await asyncio.create_subprocess_exec(*argv, stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    log: list[str] = []
+    port = 0
+    async with asyncio.timeout(timeout_s):
+        while not port:
+            line = (await proc.stderr.readline()).decode()
+            assert line, f"{argv[0]} exited early: {''.join(log)}"
+            log.append(line)
+            if '"msg":"listening"' in line:
+                port = int(json.loads(line)["port"])
+    collector = asyncio.create_task(_collect(proc.stderr, log))
+    try:
+        yield Child(proc, port, log)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await collector

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import pytest
+from serving_testlib import Child, child
 
 PRESCALE = Path(sys.executable).with_name("prescale")
 ROW = {"instances": [[6.7, 3.0, 5.2, 2.3]]}
@@ -24,46 +23,15 @@ GRACE_S = 15.0
 DRAIN_DELAY_S = 0.5
 
 
-@dataclass
-class Server:
-    proc: asyncio.subprocess.Process
-    port: int
-    log: list[str] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-async def _collect(stream: asyncio.StreamReader, into: list[str]) -> None:
-    async for line in stream:
-        into.append(line.decode())
-
-
 @pytest.fixture(params=["thread", "process"])
-async def server(example_repo_once: Path, request: pytest.FixtureRequest) -> AsyncIterator[Server]:
-    proc = await asyncio.create_subprocess_exec(
+async def server(example_repo_once: Path, request: pytest.FixtureRequest) -> AsyncIterator[Child]:
+    async with child([
         str(PRESCALE), "--log-format", "json", "serve", "--model-repository", str(example_repo_once),
         "--model", "iris", "--host", "127.0.0.1", "--port", "0", "--max-batch-size", "1", "--workers", "1",
         "--max-queue-size", "1000", "--executor", request.param,
         "--drain-delay-s", str(DRAIN_DELAY_S), "--grace-period-s", str(GRACE_S),
-        stderr=asyncio.subprocess.PIPE)
-    assert proc.stderr is not None
-    log: list[str] = []
-    port = 0
-    async with asyncio.timeout(30):
-        while not port:
-            line = (await proc.stderr.readline()).decode()
-            assert line, f"server exited early: {''.join(log)}"
-            log.append(line)
-            if '"msg":"listening"' in line:
-                port = int(json.loads(line)["port"])
-    collector = asyncio.create_task(_collect(proc.stderr, log))
-    yield Server(proc, port, log)
-    if proc.returncode is None:
-        proc.kill()
-        await proc.wait()
-    await collector
+    ], timeout_s=30) as c:
+        yield c
 
 
 async def _poll_status(session: aiohttp.ClientSession, url: str, status: int, timeout_s: float) -> float:
@@ -80,7 +48,7 @@ async def _poll_status(session: aiohttp.ClientSession, url: str, status: int, ti
     raise AssertionError(f"{url} did not answer {status} within {timeout_s} s")
 
 
-async def _poll_log(server: Server, match: Callable[[str], bool], timeout_s: float) -> None:
+async def _poll_log(server: Child, match: Callable[[str], bool], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not any(match(line) for line in server.log):
         assert time.monotonic() < deadline, f"no such log line within {timeout_s} s: {''.join(server.log)}"
@@ -94,7 +62,7 @@ async def _inflight(session: aiohttp.ClientSession, url: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
-async def test_ready_after_startup_then_sigterm_drains_in_flight_requests_and_exits(server: Server) -> None:
+async def test_ready_after_startup_then_sigterm_drains_in_flight_requests_and_exits(server: Child) -> None:
     n = 300
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         await _poll_status(session, f"{server.url}/ready", 200, 30)

@@ -9,14 +9,24 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from serving_testlib import ROOT, Client, GatedModel, config, deps_for, go_build, needs_go, start
+from serving_testlib import (
+    ROOT,
+    Child,
+    Client,
+    GatedModel,
+    child,
+    config,
+    deps_for,
+    go_build,
+    needs_go,
+    start,
+)
 
 from gpu_exporter.presets import PRESETS, normalize
 
@@ -31,41 +41,9 @@ def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return go_build(ROOT / "serving" / "queueproxy", tmp_path_factory)
 
 
-@dataclass
-class Proxy:
-    proc: asyncio.subprocess.Process
-    url: str
-    log: list[str] = field(default_factory=list)
-
-
-async def _collect(stream: asyncio.StreamReader, into: list[str]) -> None:
-    async for line in stream:
-        into.append(line.decode())
-
-
-@asynccontextmanager
-async def proxy(binary: Path, backend: str, *args: str) -> AsyncIterator[Proxy]:
-    proc = await asyncio.create_subprocess_exec(
-        str(binary), "-listen", "127.0.0.1:0", "-backend", backend, "-namespace", "ns", "-pod", "pod-0",
-        *args, stderr=asyncio.subprocess.PIPE)
-    assert proc.stderr is not None
-    log: list[str] = []
-    async with asyncio.timeout(10):
-        while True:
-            line = (await proc.stderr.readline()).decode()
-            assert line, f"queueproxy exited early: {''.join(log)}"
-            log.append(line)
-            doc = json.loads(line)
-            if doc["msg"] == "listening":
-                break
-    collector = asyncio.create_task(_collect(proc.stderr, log))
-    try:
-        yield Proxy(proc, f"http://127.0.0.1:{doc['port']}", log)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        await collector
+def proxy(binary: Path, backend: str, *args: str) -> AbstractAsyncContextManager[Child]:
+    return child([str(binary), "-listen", "127.0.0.1:0", "-backend", backend, "-namespace", "ns",
+                  "-pod", "pod-0", *args], timeout_s=10)
 
 
 @asynccontextmanager
