@@ -66,16 +66,30 @@ def kubelet_socket(tmp_path: Path) -> Iterator[tuple[Path, list[str]]]:
     server.stop()
 
 
+async def _wait_ready(session: aiohttp.ClientSession, base: str) -> None:
+    """Poll /-/ready until Prometheus has opened its TSDB (it answers 503 before that)."""
+    deadline = asyncio.get_running_loop().time() + DEADLINE_S
+    last = "no answer"
+    while True:
+        try:
+            async with session.get(f"{base}/-/ready") as resp:
+                if resp.status == 200:
+                    return
+                last = f"{resp.status} {await resp.text()}"
+        except aiohttp.ClientConnectionError as exc:
+            last = repr(exc)  # not listening yet
+        assert asyncio.get_running_loop().time() < deadline, f"Prometheus never ready: {last}"
+        await asyncio.sleep(0.25)
+
+
 async def _query(session: aiohttp.ClientSession, base: str, promql: str) -> list[dict[str, Any]]:
     """Poll an instant query until it returns a result or the deadline passes."""
+    await _wait_ready(session, base)
     deadline = asyncio.get_running_loop().time() + DEADLINE_S
     while True:
-        body: dict[str, Any] = {}
-        try:
-            async with session.get(f"{base}/api/v1/query", params={"query": promql}) as resp:
-                body = await resp.json()
-        except aiohttp.ClientConnectionError:
-            pass  # Prometheus still starting
+        async with session.get(f"{base}/api/v1/query", params={"query": promql}) as resp:
+            assert resp.status == 200, f"{promql}: {resp.status} {await resp.text()}"
+            body: dict[str, Any] = await resp.json()
         if body.get("status") == "success" and body["data"]["result"]:
             result: list[dict[str, Any]] = body["data"]["result"]
             return result
