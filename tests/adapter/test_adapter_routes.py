@@ -17,18 +17,17 @@ from adapter.providers.memory import MemoryProvider
 E = "/apis/external.metrics.k8s.io/v1beta1"
 C2 = "/apis/custom.metrics.k8s.io/v1beta2"
 C1 = "/apis/custom.metrics.k8s.io/v1beta1"
-NOW = time.time()
 
 
-def _provider() -> MemoryProvider:
+def _provider(now: float) -> MemoryProvider:
     p = MemoryProvider(freshness_s=300)
     p.set_external(
-        "my-external-metric", "default", [Sample(42, NOW, {"foo": "bar"}), Sample(43, NOW, {"foo": "baz"})]
+        "my-external-metric", "default", [Sample(42, now, {"foo": "bar"}), Sample(43, now, {"foo": "baz"})]
     )
-    p.set_external("other-external-metric", "default", [Sample(44, NOW)])
-    p.set_external("nan-metric", "default", [Sample(float("nan"), NOW), Sample(-2, NOW)])
+    p.set_external("other-external-metric", "default", [Sample(44, now)])
+    p.set_external("nan-metric", "default", [Sample(float("nan"), now), Sample(-2, now)])
     p.set_external("empty-metric", "default", [])
-    p.set_external("stale-metric", "default", [Sample(1, NOW - 3600)])
+    p.set_external("stale-metric", "default", [Sample(1, now - 3600)])
     for i in range(8):
         labels = {"foo": "bar"} if i < 3 else {"foo": "qux"}
         p.set_custom("pods", "some-metric", ObjectRef("Pod", f"pod-{i}", "ns"), 1.5 * i, labels=labels)
@@ -38,8 +37,14 @@ def _provider() -> MemoryProvider:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[TestClient[Any, Any]]:
-    app = make_app(Deps(_provider(), AdapterMetrics(), request_timeout_s=2))
+def now() -> float:
+    """The samples' time: taken per test, so they are fresh (300 s) however late the test runs."""
+    return time.time()
+
+
+@pytest.fixture
+async def client(now: float) -> AsyncIterator[TestClient[Any, Any]]:
+    app = make_app(Deps(_provider(now), AdapterMetrics(), request_timeout_s=2))
     async with TestClient(TestServer(app)) as c:
         yield c
 
@@ -89,11 +94,11 @@ async def test_route_table(client: TestClient[Any, Any], path: str, code: int, i
         assert body["metadata"] == {}
 
 
-async def test_external_document_exact(client: TestClient[Any, Any]) -> None:
+async def test_external_document_exact(client: TestClient[Any, Any], now: float) -> None:
     body = await (
         await client.get(f"{E}/namespaces/default/my-external-metric?labelSelector=foo%3Dbar")
     ).json()
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW))
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
     assert body == {
         "kind": "ExternalMetricValueList",
         "apiVersion": "external.metrics.k8s.io/v1beta1",

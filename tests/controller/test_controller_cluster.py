@@ -58,16 +58,20 @@ def need_times(trace: CompressedTrace, t_from: float, t_to: float, k0: int) -> d
 async def test_direct_mode_has_replicas_ready_before_the_rise_and_the_hpa_lags(
     cluster: Cluster, namespace: str, start_prometheus: Any, private_address: str, tmp_path: Path
 ) -> None:
-    trace = CompressedTrace(t0=time.time() + 8.0, bin_s=STEP_S, live_bin=338, scale=0.028)
-    with trace_exporter(lambda: trace.rps(time.time())) as port:
-        p = trace_prometheus(start_prometheus, port, trace.history(1.0))
-        with external_metrics_api(
-            cluster,
-            namespace,
-            private_address,
-            tmp_path,
-            lambda: float(sum(float(r["value"][1]) for r in p.query("sum(trace_requests_per_second)"))),
-        ):
+    started: list[Any] = []  # the Prometheus the HPA's metric is read from, once it runs
+
+    def hpa_demand() -> float:
+        (prometheus,) = started
+        return float(sum(float(r["value"][1]) for r in prometheus.query("sum(trace_requests_per_second)")))
+
+    # Registering the external metrics API waits for the aggregator (seconds, more under load):
+    # done before the trace's clock starts, so the controller runs well before the rise.
+    # Nothing asks for the metric itself before the HPA exists.
+    with external_metrics_api(cluster, namespace, private_address, tmp_path, hpa_demand):
+        trace = CompressedTrace(t0=time.time() + 8.0, bin_s=STEP_S, live_bin=338, scale=0.028)
+        with trace_exporter(lambda: trace.rps(time.time())) as port:
+            p = trace_prometheus(start_prometheus, port, trace.history(1.0))
+            started.append(p)
             k0 = math.ceil(trace.rps(trace.t0) / CAPACITY_RPS)
             cluster.apply(
                 yaml.safe_dump_all(

@@ -113,15 +113,7 @@ async def test_killing_the_leader_mid_scale_hands_over_within_15s_without_repeat
                         return ""
 
                 samples: list[tuple[int, int]] = []
-                stop = asyncio.Event()
-
-                async def poll() -> None:
-                    while not stop.is_set():
-                        d = await kube.get(dep)
-                        samples.append((int(d["spec"]["replicas"]), int(d["metadata"]["generation"])))
-                        await asyncio.sleep(0.2)
-
-                poller = asyncio.create_task(poll())
+                recorder = asyncio.create_task(record_writes(kube, namespace, "model", samples))
                 first = await async_wait_for(holder, 30, "a leader")
                 await async_wait_for(lambda: scaled_events(cluster, namespace), 30, "the first scale")
                 demand["rps"] = 45.0  # the leader starts scaling up ...
@@ -140,8 +132,9 @@ async def test_killing_the_leader_mid_scale_hands_over_within_15s_without_repeat
 
                 await async_wait_for(lambda: scaled_above(7), 30, "the new leader scaling")
                 assert standby.poll() is None
-                stop.set()
-                await poller
+                recorder.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await recorder
     messages = [e["message"] for e in scaled_events(cluster, namespace)]
     replicas = [r for i, (r, _) in enumerate(samples) if i == 0 or r != samples[i - 1][0]]
     writes = samples[-1][1] - samples[0][1]
@@ -154,6 +147,25 @@ async def test_killing_the_leader_mid_scale_hands_over_within_15s_without_repeat
     # Every write to the Deployment changed its replicas: nothing was applied twice.
     assert writes == len(replicas) - 1, (samples, messages)
     assert len(messages) == len(set(messages)), f"an action was reported twice: {messages}"
+
+
+async def record_writes(kube: Kube, namespace: str, name: str, samples: list[tuple[int, int]]) -> None:
+    """Append ``(replicas, generation)`` for the Deployment as it is now, then for every write
+    to its spec, from a watch (until cancelled): a poll misses a write when another follows
+    it within the poll's period, as a triggered reconcile and a cycle can."""
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    listed = await kube.get(path)
+    (now,) = (d for d in listed["items"] if d["metadata"]["name"] == name)
+    samples.append((int(now["spec"]["replicas"]), int(now["metadata"]["generation"])))
+    version = str(listed["metadata"]["resourceVersion"])
+    while True:  # a watch that ends is resumed from the last version it delivered
+        async for kind, obj in kube.watch(path, version, timeout_s=300):
+            version = str(obj["metadata"]["resourceVersion"])
+            if kind == "BOOKMARK" or obj["metadata"]["name"] != name:
+                continue
+            generation = int(obj["metadata"]["generation"])
+            if generation != samples[-1][1]:
+                samples.append((int(obj["spec"]["replicas"]), generation))
 
 
 async def _is_other(holder: Any, first: str) -> bool:

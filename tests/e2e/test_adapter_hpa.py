@@ -180,8 +180,7 @@ def test_value_target_without_selector_and_pods_custom_metric(
     demand_exporter.per_pod.labels(namespace=ns, pod=first).set(30.0)
     path = (f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{ns}/pods/*/e2e_pod_requests_per_second"
             "?labelSelector=app%3Dby-pod")
-    raw = wait_for(lambda: json.loads(cluster.kubectl("get", "--raw", path)).get("items"), 60,
-                   "the pods metric through the aggregator", logs)
+    raw = wait_for(lambda: raw_items(cluster, path), 60, "the pods metric through the aggregator", logs)
     assert raw[0]["describedObject"]["name"] == first
     assert raw[0]["value"] == "30"
     # 30 req/s on one pod at 10 per pod: ceil(30 / 10) = 3; the new pods report nothing, so it stays.
@@ -191,6 +190,16 @@ def test_value_target_without_selector_and_pods_custom_metric(
     demand_exporter.total.labels(namespace=ns).set(2.0)
     wait_for(lambda: replicas(cluster, ns, "by-value") == 1, 90, "Value HPA back to its minimum", logs)
     cluster.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def raw_items(cluster: Cluster, path: str) -> list[dict[str, Any]] | None:
+    """The items at ``path`` through the aggregator; None while there are none or while it
+    answers an error (its proxy starts routing a moment after the APIService shows Available)."""
+    try:
+        items: list[dict[str, Any]] = json.loads(cluster.kubectl("get", "--raw", path)).get("items")
+    except StackError:
+        return None
+    return items or None
 
 
 def test_forged_identity_headers_without_the_front_proxy_certificate_are_refused(
