@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 from dataclasses import dataclass
 
 import yaml
 
 from prescale.stack.cluster import Cluster
+from prescale.stack.errors import StackError
 from prescale.stack.polling import wait_for
 
 
@@ -74,3 +76,17 @@ def wait_available(cluster: Cluster, name: str, timeout_s: float) -> None:
         return f"conditions: {doc.get('status', {}).get('conditions')}"
 
     wait_for(lambda: is_available(cluster, name), timeout_s, f"APIService {name} Available", conditions)
+    # The proxy reads availability from its own informer, so it may still answer 503 for a
+    # moment after the status flips: done only once the group's discovery answers through it.
+    version, group = name.split(".", 1)
+    wait_for(lambda: routes(cluster, f"/apis/{group}/{version}"), timeout_s,
+             f"APIService {name} routed by the aggregator", conditions)
+
+
+def routes(cluster: Cluster, path: str) -> bool:
+    """True when a GET of ``path`` through the API server answers (False on any error)."""
+    try:
+        cluster.kubectl("get", "--raw", path, timeout_s=10)
+    except (StackError, subprocess.TimeoutExpired):
+        return False
+    return True

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from prescale.stack import pki, polling, procs
+from prescale.stack import aggregation, pki, polling, procs
 from prescale.stack.cluster import Cluster
 from prescale.stack.errors import StackError
 
@@ -212,5 +212,7 @@ def test_aggregator_routes_to_a_server_in_the_namespace(
                                lambda: f"last error: {errors}\n{cluster.logs()}")
         assert doc["groupVersion"] == "smoke.prescale.dev/v1"
         assert doc["resources"][0]["name"] == "things"
+        assert aggregation.routes(cluster, "/apis/smoke.prescale.dev/v1")
+        assert not aggregation.routes(cluster, "/apis/absent.prescale.dev/v1")
     finally:
         cluster.kubectl("delete", "apiservice", "v1.smoke.prescale.dev", "--ignore-not-found")
