@@ -22,7 +22,6 @@ import base64
 import functools
 import json
 import ssl
-import urllib.error
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -187,8 +186,7 @@ def _requests_through_the_aggregator(cluster: Cluster, ns: str) -> None:
     the chart answers 503 here. (The admin's group is allowed without a review, so the metric
     requests are not made as the admin.)"""
     for group_version in ("external.metrics.k8s.io/v1beta1", "custom.metrics.k8s.io/v1beta1"):
-        discovery = wait_for(functools.partial(_through_the_aggregator, cluster, f"/apis/{group_version}"),
-                             30, f"{group_version} discovery through the aggregator", cluster)
+        discovery = cluster.get(f"/apis/{group_version}")
         assert discovery["kind"] == "APIResourceList", discovery
     metric = "inference_requests_per_second"
     for path, kind in [
@@ -196,16 +194,3 @@ def _requests_through_the_aggregator(cluster: Cluster, ns: str) -> None:
             (f"/apis/custom.metrics.k8s.io/v1beta1/namespaces/{ns}/pods/*/{metric}", "MetricValueList")]:
         doc = json.loads(cluster.kubectl("get", "--raw", path, f"--as={HPA_CONTROLLER}"))
         assert doc["kind"] == kind, doc
-
-
-def _through_the_aggregator(cluster: Cluster, path: str) -> Obj | None:
-    """``path`` as the admin, or None while the aggregator answers 503: its proxy learns that
-    an APIService became Available from its own informer, a moment after the status says so."""
-    try:
-        doc: Obj = cluster.get(path)
-    except urllib.error.HTTPError as e:
-        with e:
-            if e.code != 503:
-                raise
-        return None
-    return doc

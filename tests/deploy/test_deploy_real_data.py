@@ -208,17 +208,10 @@ def _induce_faults(am: prom.Alertmanager, exporter: Exporter, cluster: Cluster, 
 
 
 def _ask_adapter(cluster: Cluster) -> bool:
-    """The HPA's question through the aggregator: the adapter answers with a value (a 503 is
-    "not yet": the aggregator's proxy starts routing a moment after the APIService shows Available)."""
+    """The HPA's question through the aggregator: the adapter answers with a value."""
     selector = quote(f"namespace={NAMESPACE},deployment={DEPLOYMENT}")
-    try:
-        doc = cluster.get(f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{NAMESPACE}"
-                          f"/inference_requests_per_second?labelSelector={selector}")
-    except urllib.error.HTTPError as e:
-        with e:
-            if e.code != 503:
-                raise
-        return False
+    doc = cluster.get(f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{NAMESPACE}"
+                      f"/inference_requests_per_second?labelSelector={selector}")
     return bool(doc.get("items"))
 
 

@@ -18,7 +18,6 @@ import yaml
 
 from prescale.stack import aggregation, pki, polling, procs
 from prescale.stack.cluster import Cluster
-from prescale.stack.errors import StackError
 
 pytestmark = pytest.mark.cluster
 
@@ -191,25 +190,8 @@ def test_aggregator_routes_to_a_server_in_the_namespace(
     ]
     cluster.apply(yaml.safe_dump_all(objects))
     try:
-        def available() -> bool:
-            status = get(cluster, "apiservice", "v1.smoke.prescale.dev").get("status", {})
-            conds = status.get("conditions", [])
-            return any(c["type"] == "Available" and c["status"] == "True" for c in conds)
-
-        wait_for(available, 60, "APIService Available", cluster)
-        errors: list[str] = []
-
-        def discovery() -> Any:
-            # The aggregator's proxy learns of the Available condition from its own informer,
-            # a moment after the status says so; until then it answers 503.
-            try:
-                return json.loads(cluster.kubectl("get", "--raw", "/apis/smoke.prescale.dev/v1"))
-            except StackError as e:
-                errors[:] = [str(e)]
-                return None
-
-        doc = polling.wait_for(discovery, 30, "discovery through the aggregator",
-                               lambda: f"last error: {errors}\n{cluster.logs()}")
+        aggregation.wait_available(cluster, "v1.smoke.prescale.dev", 60)  # Available, then routed
+        doc = json.loads(cluster.kubectl("get", "--raw", "/apis/smoke.prescale.dev/v1"))
         assert doc["groupVersion"] == "smoke.prescale.dev/v1"
         assert doc["resources"][0]["name"] == "things"
         assert aggregation.routes(cluster, "/apis/smoke.prescale.dev/v1")
