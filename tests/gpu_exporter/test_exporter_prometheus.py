@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +21,8 @@ from gpu_exporter.collection import Collection, Intervals, StaticTargets
 from gpu_exporter.pods import PodResourcesClient
 from gpu_exporter.server import ServerDeps, make_app
 from gpu_exporter.traffic import Target
+from prescale.stack.kube_api import http_ok
+from prescale.stack.polling import wait_for
 
 pytestmark = pytest.mark.prometheus
 DEADLINE_S = 30.0
@@ -66,25 +69,8 @@ def kubelet_socket(tmp_path: Path) -> Iterator[tuple[Path, list[str]]]:
     server.stop()
 
 
-async def _wait_ready(session: aiohttp.ClientSession, base: str) -> None:
-    """Poll /-/ready until Prometheus has opened its TSDB (it answers 503 before that)."""
-    deadline = asyncio.get_running_loop().time() + DEADLINE_S
-    last = "no answer"
-    while True:
-        try:
-            async with session.get(f"{base}/-/ready") as resp:
-                if resp.status == 200:
-                    return
-                last = f"{resp.status} {await resp.text()}"
-        except aiohttp.ClientConnectionError as exc:
-            last = repr(exc)  # not listening yet
-        assert asyncio.get_running_loop().time() < deadline, f"Prometheus never ready: {last}"
-        await asyncio.sleep(0.25)
-
-
 async def _query(session: aiohttp.ClientSession, base: str, promql: str) -> list[dict[str, Any]]:
     """Poll an instant query until it returns a result or the deadline passes."""
-    await _wait_ready(session, base)
     deadline = asyncio.get_running_loop().time() + DEADLINE_S
     while True:
         async with session.get(f"{base}/api/v1/query", params={"query": promql}) as resp:
@@ -118,6 +104,9 @@ async def test_promql_per_pod_gpu_and_request_rate(prometheus_bin: str, tmp_path
             try:
                 async with aiohttp.ClientSession() as session:
                     base = f"http://127.0.0.1:{port}"
+                    # Prometheus answers 503 to queries until it has opened its TSDB.
+                    await asyncio.to_thread(wait_for, functools.partial(http_ok, f"{base}/-/ready"),
+                                            DEADLINE_S, "Prometheus ready")
                     util = await _query(session, base,
                                         'avg by (namespace, pod) (gpu_utilization_ratio{pod!=""})')
                     rate = await _query(session, base,
