@@ -30,6 +30,8 @@ type proxy struct {
 	inflight atomic.Int64
 	queued   atomic.Int64
 
+	where string // the namespace and pod labels of every family, escaped once
+
 	mu      sync.Mutex
 	known   map[string]bool  // model names the server has answered with something but 404
 	refused map[string]int64 // by model label
@@ -39,6 +41,7 @@ func newProxy(cfg config) *proxy {
 	p := &proxy{
 		cfg: cfg, slots: make(chan struct{}, cfg.concurrency), waiting: make(chan struct{}, cfg.queue),
 		known: map[string]bool{}, refused: map[string]int64{},
+		where: fmt.Sprintf(`namespace="%s",pod="%s"`, labelValue.Replace(cfg.namespace), labelValue.Replace(cfg.pod)),
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = cfg.concurrency + 8 // every slot keeps its connection warm
@@ -172,7 +175,6 @@ func (p *proxy) metrics(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	where := fmt.Sprintf(`namespace="%s",pod="%s"`, labelValue.Replace(p.cfg.namespace), labelValue.Replace(p.cfg.pod))
 	b.WriteString("# HELP inference_proxy_refused_total Inference requests the queue proxy refused with 429 " +
 		"before they reached the server.\n# TYPE inference_proxy_refused_total counter\n")
 	p.mu.Lock()
@@ -182,11 +184,11 @@ func (p *proxy) metrics(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Strings(models)
 	for _, m := range models {
-		fmt.Fprintf(&b, "inference_proxy_refused_total{%s,model=\"%s\"} %d\n", where, labelValue.Replace(m), p.refused[m])
+		fmt.Fprintf(&b, "inference_proxy_refused_total{%s,model=\"%s\"} %d\n", p.where, labelValue.Replace(m), p.refused[m])
 	}
 	p.mu.Unlock()
 	gauge := func(name, help string, v int64) {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s{%s} %d\n", name, help, name, name, where, v)
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s{%s} %d\n", name, help, name, name, p.where, v)
 	}
 	gauge("inference_proxy_inflight", "Inference requests at the server through the proxy.", p.inflight.Load())
 	gauge("inference_proxy_queued", "Inference requests waiting in the proxy for a slot.", p.queued.Load())
